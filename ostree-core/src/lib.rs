@@ -3,7 +3,7 @@
 //! The model and the logic of a pure-Rust, format-compatible OSTree. This crate defines:
 //!
 //! * the object model: [`Checksum`], [`ObjectType`], [`ObjectKey`], and GVariant codecs for every
-//!   OSTree object ([`gvariant`], [`objects`]);
+//!   OSTree object ([`gvariant`], [`objects`], [`content`]);
 //! * the plugin traits (the [`store::ObjectStore`] for repository storage) and the link-time
 //!   [`registry`];
 //! * every piece of logic written once over those traits: [`repo`] (init, config, refs,
@@ -12,12 +12,18 @@
 //! Plugins (`backends/*`) depend on this crate only; the CLI composes them.
 
 pub mod checksum;
+pub mod config;
+pub mod content;
 pub mod error;
 pub mod gvariant;
 pub mod keyfile;
 pub mod object;
 pub mod objects;
+pub mod registry;
+pub mod store;
 
 pub use checksum::Checksum;
 pub use error::{Error, Result};
 pub use object::{ObjectKey, ObjectType};
+
+pub use inventory;

@@ -1,0 +1,1 @@
+//! Local-directory storage backend (work in progress).

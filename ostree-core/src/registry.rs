@@ -1,0 +1,179 @@
+//! The plugin registry, filled at link time with [`inventory`].
+//!
+//! A plugin submits a record holding only a key, a one-line description and a constructor; the
+//! registry sorts keys, rejects duplicates, and answers an unknown key with an error listing
+//! what is available. The CLI names each plugin crate once (`use … as _;`) so the linker
+//! keeps its records, and asks the registry for everything else.
+//!
+//! ```
+//! use ostree_core::registry::Registry;
+//! let reg = Registry::global();
+//! // No plugin crate is linked into this doctest, so nothing is registered:
+//! let err = reg.store_plugin("s3").unwrap_err();
+//! assert!(err.to_string().contains("unsupported storage backend 's3'"));
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use url::Url;
+
+use crate::store::{ObjectStore, OpenOptions};
+use crate::{Error, Result};
+
+/// The future returned by a storage plugin's constructor.
+pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn ObjectStore>>> + Send>>;
+
+/// A storage backend plugin record: opens repositories for URLs with its scheme.
+#[derive(Debug)]
+pub struct StorePlugin {
+    /// URL scheme (lowercase): `file`, `s3`, `memory`…
+    pub scheme: &'static str,
+    /// One line for `ostree --version` / listings.
+    pub description: &'static str,
+    /// Open (or create, per options) the repository at this URL.
+    pub open: fn(Url, OpenOptions) -> OpenFuture,
+}
+
+inventory::collect!(StorePlugin);
+
+/// Plugins by kind and key.
+#[derive(Debug, Default)]
+pub struct Registry {
+    stores: BTreeMap<String, &'static StorePlugin>,
+    duplicates: Vec<(&'static str, String)>,
+}
+
+impl Registry {
+    /// An empty registry (tests build private ones).
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// A registry holding every linked plugin.
+    pub fn from_inventory() -> Self {
+        let mut r = Registry::new();
+        for p in inventory::iter::<StorePlugin> {
+            r.register_store(p);
+        }
+        r
+    }
+
+    /// The process-wide registry, built once from the inventory.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(Registry::from_inventory)
+    }
+
+    /// Add a storage plugin. A duplicate key is remembered and reported when used.
+    pub fn register_store(&mut self, p: &'static StorePlugin) {
+        let key = p.scheme.to_ascii_lowercase();
+        if self.stores.contains_key(&key) {
+            self.duplicates.push(("storage backend", key));
+        } else {
+            self.stores.insert(key, p);
+        }
+    }
+
+    /// Registered storage schemes, sorted.
+    pub fn store_schemes(&self) -> Vec<&str> {
+        self.stores.keys().map(String::as_str).collect()
+    }
+
+    /// Every storage plugin, sorted by scheme.
+    pub fn store_plugins(&self) -> impl Iterator<Item = &'static StorePlugin> + '_ {
+        self.stores.values().copied()
+    }
+
+    /// Check that no key was registered twice.
+    pub fn check(&self) -> Result<()> {
+        match self.duplicates.first() {
+            Some((kind, key)) => Err(Error::DuplicatePlugin { kind, key: key.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// The storage plugin for a scheme.
+    pub fn store_plugin(&self, scheme: &str) -> Result<&'static StorePlugin> {
+        let key = scheme.to_ascii_lowercase();
+        if self.duplicates.iter().any(|(_, k)| *k == key) {
+            return Err(Error::DuplicatePlugin { kind: "storage backend", key });
+        }
+        self.stores.get(&key).copied().ok_or_else(|| Error::UnsupportedScheme {
+            kind: "storage backend",
+            key,
+            available: self.stores.keys().cloned().collect(),
+        })
+    }
+
+    /// Open a repository by URL through the plugin for its scheme.
+    pub async fn open_store(&self, url: &Url, opts: OpenOptions) -> Result<Arc<dyn ObjectStore>> {
+        let p = self.store_plugin(url.scheme())?;
+        (p.open)(url.clone(), opts).await
+    }
+}
+
+/// Turn a `--repo` argument into a URL: a URL with a registered-looking scheme (`s3://…`) is
+/// taken as is; anything else is a local path (made absolute) → `file://`.
+pub fn repo_url(arg: &str) -> Result<Url> {
+    if let Some((scheme, _)) = arg.split_once("://")
+        && !scheme.is_empty()
+        && scheme.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
+    {
+        return Url::parse(arg).map_err(|e| Error::invalid(format!("Invalid repository URL '{arg}': {e}")));
+    }
+    let p = std::path::Path::new(arg);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("getting current directory", e))?
+            .join(p)
+    };
+    Url::from_file_path(&abs).map_err(|_| Error::invalid(format!("Invalid repository path '{arg}'")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_nothing(_u: Url, _o: OpenOptions) -> OpenFuture {
+        Box::pin(async { Err(Error::Other("test plugin".into())) })
+    }
+    static A: StorePlugin = StorePlugin { scheme: "a", description: "A", open: open_nothing };
+    static A2: StorePlugin = StorePlugin { scheme: "A", description: "A again", open: open_nothing };
+    static B: StorePlugin = StorePlugin { scheme: "b", description: "B", open: open_nothing };
+
+    #[test]
+    fn unknown_key_lists_available() {
+        let mut r = Registry::new();
+        r.register_store(&B);
+        r.register_store(&A);
+        assert_eq!(r.store_schemes(), vec!["a", "b"]);
+        let e = r.store_plugin("zz").unwrap_err().to_string();
+        assert_eq!(e, "unsupported storage backend 'zz'; available: a, b");
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let mut r = Registry::new();
+        r.register_store(&A);
+        r.register_store(&A2);
+        assert!(matches!(r.check(), Err(Error::DuplicatePlugin { .. })));
+        assert!(matches!(r.store_plugin("a"), Err(Error::DuplicatePlugin { .. })));
+    }
+
+    #[test]
+    fn object_safe() {
+        fn _assert(_: &dyn ObjectStore) {}
+    }
+
+    #[test]
+    fn repo_urls() {
+        assert_eq!(repo_url("s3://bucket/p").unwrap().scheme(), "s3");
+        assert_eq!(repo_url("/tmp/repo").unwrap().as_str(), "file:///tmp/repo");
+        assert_eq!(repo_url("memory://").unwrap().scheme(), "memory");
+    }
+}
