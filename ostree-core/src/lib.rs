@@ -19,6 +19,7 @@ pub mod gvariant;
 pub mod keyfile;
 pub mod object;
 pub mod objects;
+pub mod progress;
 pub mod registry;
 pub mod store;
 
