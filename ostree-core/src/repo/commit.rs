@@ -1,0 +1,623 @@
+//! Writing trees and commits: scan a directory (or take an existing commit's tree) into a
+//! mutable tree, hash every file once in parallel, store only what the repository lacks, then
+//! write dirtree/dirmeta objects bottom-up and the commit.
+//!
+//! Data flow for a directory: walk (one `stat` per entry, xattrs when kept) → hash all regular
+//! files on every core (hardlinked inputs hashed once) → one batched `has_many` → write the
+//! missing objects concurrently (the backend compresses archive objects in parallel) →
+//! metadata objects → commit → [`crate::store::ObjectStore::sync`] → ref compare-and-swap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::Repo;
+use crate::objects::{
+    Commit, DirMeta, DirTree, FileMeta, Metadata, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Xattrs,
+    sort_xattrs,
+};
+use crate::progress::{NoProgress, Progress};
+use crate::store::{ContentSource, ObjectWrite, RefExpect, RepoMode};
+use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
+
+/// Stat-like information of one entry, as given to a [`CommitFilter`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Full mode including type bits.
+    pub mode: u32,
+}
+
+/// What a filter decides for one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterResult {
+    /// Commit the entry (with any changes the filter made to its [`EntryInfo`]).
+    Allow,
+    /// Leave it out (and, for a directory, everything below it).
+    Skip,
+}
+
+/// A callback run on every entry (path like `/a/b`, root is `/`) before it is committed.
+pub type CommitFilter = Arc<dyn Fn(&str, &mut EntryInfo) -> FilterResult + Send + Sync>;
+
+/// How entries are transformed on their way into the repository (ostree's commit modifier).
+#[derive(Clone, Default)]
+pub struct CommitModifier {
+    /// Force uid/gid 0 and strip mode bits to `0755` (implied in bare-user-only repos).
+    pub canonical_permissions: bool,
+    /// Do not read extended attributes (implied in bare-user-only repos).
+    pub skip_xattrs: bool,
+    /// Called on every entry, before canonicalization.
+    pub filter: Option<CommitFilter>,
+    /// Progress sink.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for CommitModifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitModifier")
+            .field("canonical_permissions", &self.canonical_permissions)
+            .field("skip_xattrs", &self.skip_xattrs)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
+}
+
+/// Counters of one transaction (what `commit --table-output` prints).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Metadata objects in the written trees.
+    pub metadata_objects_total: u64,
+    /// Metadata objects newly stored.
+    pub metadata_objects_written: u64,
+    /// Content objects in the written trees.
+    pub content_objects_total: u64,
+    /// Content objects newly stored.
+    pub content_objects_written: u64,
+    /// Bytes of content newly stored (uncompressed).
+    pub content_bytes_written: u64,
+}
+
+/// A directory being assembled in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MutableTree {
+    /// The dirmeta of this directory (set by the last tree written into it).
+    pub meta: Option<Checksum>,
+    /// Files by name.
+    pub files: BTreeMap<String, Checksum>,
+    /// Subdirectories by name.
+    pub dirs: BTreeMap<String, MutableTree>,
+    /// Set when this subtree is an unmodified existing dirtree whose entries are not loaded.
+    lazy: Option<Checksum>,
+}
+
+impl MutableTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A tree standing for an existing dirtree/dirmeta pair, loaded only when modified.
+    pub fn from_existing(tree: Checksum, meta: Checksum) -> Self {
+        MutableTree { meta: Some(meta), lazy: Some(tree), ..Default::default() }
+    }
+
+    async fn ensure_loaded(&mut self, repo: &Repo) -> Result<()> {
+        if let Some(t) = self.lazy.take() {
+            let dt = repo.load_dirtree(&t).await?;
+            for (n, c) in dt.files {
+                self.files.insert(n, c);
+            }
+            for (n, t, m) in dt.dirs {
+                self.dirs.insert(n, MutableTree::from_existing(t, m));
+            }
+        }
+        Ok(())
+    }
+
+    /// Add or replace a file (error if a directory has that name).
+    pub fn replace_file(&mut self, name: &str, csum: Checksum) -> Result<()> {
+        if self.dirs.contains_key(name) {
+            return Err(Error::invalid(format!("Can't replace directory with file: {name}")));
+        }
+        self.files.insert(name.to_string(), csum);
+        Ok(())
+    }
+
+    /// Get or create a subdirectory (error if a file has that name).
+    pub fn ensure_dir(&mut self, name: &str) -> Result<&mut MutableTree> {
+        if self.files.contains_key(name) {
+            return Err(Error::invalid(format!("Can't replace file with directory: {name}")));
+        }
+        Ok(self.dirs.entry(name.to_string()).or_default())
+    }
+
+    /// Remove an entry (file or directory); returns whether it existed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.files.remove(name).is_some() || self.dirs.remove(name).is_some()
+    }
+}
+
+// ---------------------------------------------------------------------------- scanning
+
+#[derive(Debug)]
+enum ScanKind {
+    /// Index into the job list.
+    File(usize),
+    Symlink(FileMeta),
+    Dir(Box<ScanDir>),
+}
+
+#[derive(Debug)]
+struct ScanDir {
+    meta: DirMeta,
+    entries: Vec<(String, ScanKind)>,
+}
+
+#[derive(Debug)]
+struct FileJob {
+    path: PathBuf,
+    meta: FileMeta,
+    size: u64,
+    /// (dev, ino) when the file has other hardlinks.
+    devino: Option<(u64, u64)>,
+}
+
+struct Scanner<'a> {
+    modifier: &'a CommitModifier,
+    skip_xattrs: bool,
+    canonical: bool,
+    jobs: Vec<FileJob>,
+}
+
+fn read_xattrs(path: &Path) -> Result<Xattrs> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => {
+                let len = names.len() * 4;
+                names.resize(len, 0);
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::io(format!("listxattr {}", path.display()), e.into()));
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cname = std::ffi::CString::new(name).map_err(|_| Error::corrupted("xattr name with NUL"))?;
+        let mut val = vec![0u8; 256];
+        let vn = loop {
+            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut val) {
+                Ok(vn) => break vn,
+                Err(rustix::io::Errno::RANGE) => {
+                    let len = val.len() * 4;
+                    val.resize(len, 0);
+                }
+                Err(rustix::io::Errno::NODATA) => break usize::MAX,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("getxattr {} {}", path.display(), String::from_utf8_lossy(name)),
+                        e.into(),
+                    ));
+                }
+            }
+        };
+        if vn != usize::MAX {
+            val.truncate(vn);
+            out.push((name.to_vec(), val));
+        }
+    }
+    sort_xattrs(&mut out);
+    Ok(out)
+}
+
+fn join_rel(parent: &str, name: &str) -> String {
+    if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") }
+}
+
+impl Scanner<'_> {
+    /// Apply filter then canonicalization; `None` = skipped.
+    fn apply(&self, rel: &str, md: &std::fs::Metadata) -> Option<EntryInfo> {
+        let mut info = EntryInfo { uid: md.uid(), gid: md.gid(), mode: md.mode() };
+        if let Some(f) = &self.modifier.filter
+            && f(rel, &mut info) == FilterResult::Skip
+        {
+            return None;
+        }
+        if self.canonical {
+            match info.mode & S_IFMT {
+                S_IFREG => info.mode &= S_IFREG | 0o755,
+                S_IFDIR => info.mode &= S_IFDIR | 0o755,
+                _ => {}
+            }
+            info.uid = 0;
+            info.gid = 0;
+        }
+        Some(info)
+    }
+
+    fn xattrs(&self, path: &Path) -> Result<Xattrs> {
+        if self.skip_xattrs { Ok(Vec::new()) } else { read_xattrs(path) }
+    }
+
+    fn scan_dir(&mut self, path: &Path, rel: &str, info: EntryInfo) -> Result<ScanDir> {
+        let meta = DirMeta { uid: info.uid, gid: info.gid, mode: info.mode, xattrs: self.xattrs(path)? };
+        let rd = std::fs::read_dir(path).map_err(|e| Error::io_path("opendir", path, e))?;
+        let mut entries = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io_path("readdir", path, e))?;
+            let os_name = ent.file_name();
+            let name = os_name.to_str().ok_or_else(|| {
+                Error::invalid(format!(
+                    "Invalid filename (not UTF-8): {}",
+                    path.join(&os_name).display()
+                ))
+            })?;
+            let child = path.join(name);
+            let child_rel = join_rel(rel, name);
+            let md = std::fs::symlink_metadata(&child).map_err(|e| Error::io_path("stat", &child, e))?;
+            let ft = md.file_type();
+            let Some(info) = self.apply(&child_rel, &md) else { continue };
+            if ft.is_dir() {
+                let d = self.scan_dir(&child, &child_rel, info)?;
+                entries.push((name.to_string(), ScanKind::Dir(Box::new(d))));
+            } else if ft.is_file() {
+                let devino = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
+                let xattrs = self.xattrs(&child)?;
+                self.jobs.push(FileJob {
+                    path: child,
+                    meta: FileMeta { uid: info.uid, gid: info.gid, mode: info.mode, symlink_target: None, xattrs },
+                    size: md.len(),
+                    devino,
+                });
+                entries.push((name.to_string(), ScanKind::File(self.jobs.len() - 1)));
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&child).map_err(|e| Error::io_path("readlink", &child, e))?;
+                let target = target.into_os_string().into_string().map_err(|_| {
+                    Error::invalid(format!("Invalid symlink target (not UTF-8): {}", child.display()))
+                })?;
+                let xattrs = self.xattrs(&child)?;
+                let meta = FileMeta {
+                    uid: info.uid,
+                    gid: info.gid,
+                    mode: S_IFLNK | (info.mode & !S_IFMT),
+                    symlink_target: Some(target),
+                    xattrs,
+                };
+                meta.validate().map_err(|e| Error::invalid(format!("{}: {e}", child.display())))?;
+                entries.push((name.to_string(), ScanKind::Symlink(meta)));
+            } else {
+                return Err(Error::invalid(format!(
+                    "Unsupported file type for file: '{child_rel}'"
+                )));
+            }
+        }
+        Ok(ScanDir { meta, entries })
+    }
+}
+
+/// Hash a regular file from disk: header then content, streaming.
+fn hash_file(job: &FileJob, buf: &mut [u8]) -> Result<Checksum> {
+    let mut h = crate::checksum::Hasher::new();
+    h.update(&job.meta.file_header());
+    let mut f = std::fs::File::open(&job.path).map_err(|e| Error::io_path("open", &job.path, e))?;
+    let mut total = 0u64;
+    loop {
+        let n = f.read(buf).map_err(|e| Error::io_path("read", &job.path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    if total != job.size {
+        return Err(Error::Other(format!(
+            "File {} changed size while being committed",
+            job.path.display()
+        )));
+    }
+    Ok(h.finish())
+}
+
+fn hash_all(jobs: &[FileJob], progress: &dyn Progress) -> Result<Vec<Checksum>> {
+    let n = jobs.len();
+    let mut out = vec![Checksum::default(); n];
+    if n == 0 {
+        return Ok(out);
+    }
+    // Hardlinked inputs: hash the first occurrence only.
+    let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut alias: Vec<Option<usize>> = vec![None; n];
+    for (i, j) in jobs.iter().enumerate() {
+        if let Some(di) = j.devino {
+            match first_of.get(&di) {
+                Some(&f) if jobs[f].meta == j.meta => alias[i] = Some(f),
+                _ => {
+                    first_of.insert(di, i);
+                }
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..n).filter(|i| alias[*i].is_none()).collect();
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2).min(todo.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, Checksum)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<(usize, Checksum)>> {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = todo.get(k) else { break };
+                        mine.push((i, hash_file(&jobs[i], &mut buf)?));
+                        progress.inc(1);
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Other("hashing thread panicked".into()))))
+            .collect()
+    });
+    for r in results {
+        for (i, c) in r? {
+            out[i] = c;
+        }
+    }
+    for i in 0..n {
+        if let Some(f) = alias[i] {
+            out[i] = out[f];
+            progress.inc(1);
+        }
+    }
+    Ok(out)
+}
+
+/// Parallelism for object writes.
+fn write_concurrency() -> usize {
+    std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2) * 2
+}
+
+impl Repo {
+    fn effective_modifier(&self, m: &CommitModifier) -> (bool, bool) {
+        let buo = self.mode() == RepoMode::BareUserOnly;
+        (
+            m.canonical_permissions || buo,
+            m.skip_xattrs || buo || self.disable_xattrs(),
+        )
+    }
+
+    /// Scan `dir` and write its content into `mtree` (overlaying what is there: files replace,
+    /// directories merge, the root's metadata replaces the tree's). Content objects are stored;
+    /// dirtree/dirmeta objects are written later by [`Repo::write_mtree`].
+    pub async fn write_dir_to_mtree(
+        &self,
+        dir: &Path,
+        mtree: &mut MutableTree,
+        modifier: &CommitModifier,
+        stats: &mut CommitStats,
+    ) -> Result<()> {
+        let (canonical, skip_xattrs) = self.effective_modifier(modifier);
+        let progress: Arc<dyn Progress> = modifier.progress.clone().unwrap_or_else(|| Arc::new(NoProgress));
+        let dir = dir.to_path_buf();
+        let m2 = modifier.clone();
+        let p2 = progress.clone();
+        // Scan and hash on blocking threads.
+        let (scan, jobs, sums) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let md = std::fs::metadata(&dir).map_err(|e| Error::io_path("opendir", &dir, e))?;
+            if !md.is_dir() {
+                return Err(Error::invalid(format!("Not a directory: {}", dir.display())));
+            }
+            let mut sc = Scanner { modifier: &m2, skip_xattrs, canonical, jobs: Vec::new() };
+            p2.phase("Scanning", 0);
+            let root_info = sc
+                .apply("/", &md)
+                .unwrap_or(EntryInfo { uid: md.uid(), gid: md.gid(), mode: md.mode() });
+            let scan = sc.scan_dir(&dir, "/", root_info)?;
+            let jobs = sc.jobs;
+            p2.phase("Hashing", jobs.len() as u64);
+            let sums = hash_all(&jobs, p2.as_ref())?;
+            Ok((scan, jobs, sums))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("commit worker failed: {e}")))??;
+
+        // Which content objects are missing?
+        let mut keys: Vec<ObjectKey> = sums.iter().map(|c| ObjectKey::new(*c, ObjectType::File)).collect();
+        let mut symlinks: Vec<(Checksum, FileMeta)> = Vec::new();
+        collect_symlinks(&scan, &mut symlinks)?;
+        keys.extend(symlinks.iter().map(|(c, _)| ObjectKey::new(*c, ObjectType::File)));
+        stats.content_objects_total += keys.len() as u64;
+        let mut uniq: Vec<(ObjectKey, usize)> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        uniq.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        uniq.dedup_by(|a, b| a.0 == b.0);
+        let store = self.store().clone();
+        let present = store.has_many(&uniq.iter().map(|(k, _)| *k).collect::<Vec<_>>()).await?;
+        let missing: Vec<usize> = uniq
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| !p)
+            .map(|((_, i), _)| *i)
+            .collect();
+        progress.phase("Writing objects", missing.len() as u64);
+        let njobs = jobs.len();
+        let jobs = Arc::new(jobs);
+        let writes = futures::stream::iter(missing.into_iter().map(|i| {
+            let store = store.clone();
+            let key = keys[i];
+            let jobs = jobs.clone();
+            let symlink = if i >= njobs { Some(symlinks[i - njobs].1.clone()) } else { None };
+            let progress = progress.clone();
+            async move {
+                let (w, size) = match symlink {
+                    Some(meta) => (
+                        ObjectWrite::Content { meta, size: 0, source: ContentSource::Bytes(Bytes::new()) },
+                        0,
+                    ),
+                    None => {
+                        let j = &jobs[i];
+                        (
+                            ObjectWrite::Content {
+                                meta: j.meta.clone(),
+                                size: j.size,
+                                source: ContentSource::Path(j.path.clone()),
+                            },
+                            j.size,
+                        )
+                    }
+                };
+                store.put(&key, w).await?;
+                progress.inc(1);
+                Ok::<u64, Error>(size)
+            }
+        }))
+        .buffer_unordered(write_concurrency());
+        let written: Vec<u64> = writes.try_collect().await?;
+        stats.content_objects_written += written.len() as u64;
+        stats.content_bytes_written += written.iter().sum::<u64>();
+
+        // Dirmetas are small: write them as we merge.
+        let mut sym_iter = symlinks.into_iter().map(|(c, _)| c);
+        self.merge_scan(scan, mtree, &sums, &mut sym_iter, stats).await
+    }
+
+    async fn merge_scan(
+        &self,
+        scan: ScanDir,
+        mtree: &mut MutableTree,
+        sums: &[Checksum],
+        symlinks: &mut impl Iterator<Item = Checksum>,
+        stats: &mut CommitStats,
+    ) -> Result<()> {
+        mtree.ensure_loaded(self).await?;
+        mtree.meta = Some(self.write_meta_object(ObjectType::DirMeta, scan.meta.to_bytes(), stats).await?);
+        for (name, kind) in scan.entries {
+            match kind {
+                ScanKind::File(i) => mtree.replace_file(&name, sums[i])?,
+                ScanKind::Symlink(_) => {
+                    let c = symlinks.next().ok_or_else(|| Error::Other("symlink bookkeeping".into()))?;
+                    mtree.replace_file(&name, c)?
+                }
+                ScanKind::Dir(d) => {
+                    let sub = mtree.ensure_dir(&name)?;
+                    Box::pin(self.merge_scan(*d, sub, sums, symlinks, stats)).await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a metadata object if missing; returns its checksum.
+    pub async fn write_meta_object(&self, ty: ObjectType, bytes: Vec<u8>, stats: &mut CommitStats) -> Result<Checksum> {
+        let c = Checksum::of(&bytes);
+        let key = ObjectKey::new(c, ty);
+        stats.metadata_objects_total += 1;
+        if !self.store().has(&key).await? {
+            self.store().put(&key, ObjectWrite::Meta(Bytes::from(bytes))).await?;
+            stats.metadata_objects_written += 1;
+        }
+        Ok(c)
+    }
+
+    /// Overlay the tree of an existing commit (`--tree=ref=`) into `mtree`.
+    pub async fn write_commit_tree_to_mtree(&self, commit: &Checksum, mtree: &mut MutableTree) -> Result<()> {
+        let c = self.load_commit(commit).await?;
+        self.overlay_tree(c.root_tree, c.root_meta, mtree).await
+    }
+
+    async fn overlay_tree(&self, tree: Checksum, meta: Checksum, mtree: &mut MutableTree) -> Result<()> {
+        if mtree.files.is_empty() && mtree.dirs.is_empty() && mtree.lazy.is_none() {
+            *mtree = MutableTree::from_existing(tree, meta);
+            return Ok(());
+        }
+        mtree.ensure_loaded(self).await?;
+        mtree.meta = Some(meta);
+        let dt = self.load_dirtree(&tree).await?;
+        for (n, c) in dt.files {
+            mtree.replace_file(&n, c)?;
+        }
+        for (n, t, m) in dt.dirs {
+            let sub = mtree.ensure_dir(&n)?;
+            Box::pin(self.overlay_tree(t, m, sub)).await?;
+        }
+        Ok(())
+    }
+
+    /// Write the dirtree/dirmeta objects of `mtree` bottom-up; returns (tree, meta) of its root.
+    pub async fn write_mtree(&self, mtree: &MutableTree, stats: &mut CommitStats) -> Result<(Checksum, Checksum)> {
+        let meta = match mtree.meta {
+            Some(m) => m,
+            None => {
+                // A directory created implicitly gets ostree's default 0755 root:root dirmeta.
+                let dm = DirMeta { uid: 0, gid: 0, mode: S_IFDIR | 0o755, xattrs: vec![] };
+                self.write_meta_object(ObjectType::DirMeta, dm.to_bytes(), stats).await?
+            }
+        };
+        if let Some(t) = mtree.lazy {
+            return Ok((t, meta));
+        }
+        let mut tree = DirTree::default();
+        for (n, c) in &mtree.files {
+            tree.files.push((n.clone(), *c));
+        }
+        for (n, sub) in &mtree.dirs {
+            let (t, m) = Box::pin(self.write_mtree(sub, stats)).await?;
+            tree.dirs.push((n.clone(), t, m));
+        }
+        let t = self.write_meta_object(ObjectType::DirTree, tree.to_bytes(), stats).await?;
+        Ok((t, meta))
+    }
+
+    /// Write a commit object pointing at a root tree. Detached metadata, if given, is written
+    /// alongside. Not durable until [`Repo::commit_transaction`].
+    pub async fn write_commit(&self, commit: &Commit, detached: Option<&Metadata>, stats: &mut CommitStats) -> Result<Checksum> {
+        let c = self.write_meta_object(ObjectType::Commit, commit.to_bytes(), stats).await?;
+        if let Some(md) = detached {
+            let key = ObjectKey::new(c, ObjectType::CommitMeta);
+            self.store().delete(&key).await?;
+            self.store().put(&key, ObjectWrite::Meta(Bytes::from(md.to_bytes()))).await?;
+        }
+        Ok(c)
+    }
+
+    /// Make everything written so far durable, then move `refs` (compare-and-swap against the
+    /// value each ref had when the transaction started).
+    pub async fn commit_transaction(&self, refs: &[(Option<String>, String, RefExpect, Option<Checksum>)]) -> Result<()> {
+        self.store().sync().await?;
+        for (remote, name, expect, value) in refs {
+            self.update_ref(remote.as_deref(), name, *expect, *value).await.map_err(|e| match e {
+                Error::Precondition { .. } => Error::Other(format!(
+                    "ref {name} was changed by someone else during this operation"
+                )),
+                e => e,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn collect_symlinks(d: &ScanDir, out: &mut Vec<(Checksum, FileMeta)>) -> Result<()> {
+    for (_, k) in &d.entries {
+        match k {
+            ScanKind::Symlink(meta) => out.push((crate::objects::content_checksum(meta, std::io::empty())?, meta.clone())),
+            ScanKind::Dir(sub) => collect_symlinks(sub, out)?,
+            ScanKind::File(_) => {}
+        }
+    }
+    Ok(())
+}
