@@ -403,6 +403,27 @@ impl Variant {
         Ok(v)
     }
 
+    /// Swap the byte order of every fixed-size number (`g_variant_byteswap`); framing is
+    /// unaffected. ostree's `show --raw` prints commits byteswapped on little-endian hosts.
+    pub fn byteswap(&self) -> Variant {
+        match self {
+            Variant::Int16(v) => Variant::Int16(v.swap_bytes()),
+            Variant::Uint16(v) => Variant::Uint16(v.swap_bytes()),
+            Variant::Int32(v) => Variant::Int32(v.swap_bytes()),
+            Variant::U32(v) => Variant::U32(v.swap_bytes()),
+            Variant::Handle(v) => Variant::Handle(v.swap_bytes()),
+            Variant::Int64(v) => Variant::Int64(v.swap_bytes()),
+            Variant::U64(v) => Variant::U64(v.swap_bytes()),
+            Variant::Double(v) => Variant::Double(f64::from_bits(v.to_bits().swap_bytes())),
+            Variant::Variant(v) => Variant::Variant(Box::new(v.byteswap())),
+            Variant::Maybe(t, v) => Variant::Maybe(t.clone(), v.as_ref().map(|v| Box::new(v.byteswap()))),
+            Variant::Array(t, items) => Variant::Array(t.clone(), items.iter().map(Variant::byteswap).collect()),
+            Variant::Tuple(items) => Variant::Tuple(items.iter().map(Variant::byteswap).collect()),
+            Variant::DictEntry(k, v) => Variant::DictEntry(Box::new(k.byteswap()), Box::new(v.byteswap())),
+            other => other.clone(),
+        }
+    }
+
     // ---- typed accessors (return None on type mismatch) ----
 
     /// `s`/`o`/`g` contents.

@@ -15,6 +15,7 @@
 pub mod checkout;
 pub mod commit;
 pub mod fsck;
+pub mod read;
 pub mod refs;
 pub mod traverse;
 
