@@ -42,6 +42,23 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
     }
 }
 
+/// Validate a collection ID (reverse DNS: at least two `.`-separated elements, each starting
+/// with a letter or `_` and made of ASCII letters, digits and `_`).
+pub fn validate_collection_id(id: &str) -> Result<()> {
+    let ok = id.len() <= 255
+        && id.split('.').count() >= 2
+        && id.split('.').all(|e| {
+            let mut c = e.chars();
+            matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("Invalid collection ID {id}")))
+    }
+}
+
 /// Split `[REMOTE:]REF` (ostree_parse_refspec).
 pub fn parse_refspec(refspec: &str) -> Result<(Option<String>, String)> {
     let bad = || Error::invalid(format!("Invalid refspec {refspec}"));
