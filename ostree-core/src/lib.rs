@@ -13,6 +13,8 @@
 
 pub mod checksum;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod content;
 pub mod error;
 pub mod gvariant;
