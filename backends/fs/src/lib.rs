@@ -1,1 +1,94 @@
-//! Local-directory storage backend (work in progress).
+//! # ostree-backend-fs
+//!
+//! [`FsStore`]: an OSTree repository in a local directory, in every mode ostree 2022.7 knows
+//! (`bare`, `bare-user`, `bare-user-only`, `archive`; `bare-split-xattrs` can be created only),
+//! byte-compatible with what real ostree writes and reads. Registered as the `file` storage
+//! scheme.
+//!
+//! ## Layout and representation
+//!
+//! Objects live at `objects/XX/<62 hex>.<ext>`. Metadata objects are plain 0644 files holding
+//! their exact bytes. Content objects:
+//!
+//! | mode | regular file | symlink |
+//! |---|---|---|
+//! | `archive` | `.filez` (header + raw deflate), 0644 | `.filez` header only |
+//! | `bare` | real file, real uid/gid/mode/xattrs, mtime 0 | real symlink, `lchown`, `lsetxattr` |
+//! | `bare-user` | writer-owned, mode `(mode & 0775) \| 0400`, mtime 0, real metadata in `user.ostreemeta` | regular 0644 file holding target + NUL, mtime 0, `user.ostreemeta` |
+//! | `bare-user-only` | writer-owned, mode `mode & 0775` (other bits refused, as ostree), mtime 0 | real symlink |
+//!
+//! ## Durability: staging, then publish
+//!
+//! A crash at any instant never leaves a partial or non-durable object under `objects/`:
+//!
+//! * each handle writes into its own `tmp/staging-rs-<random>/`, locked with an OFD lock on
+//!   `tmp/staging-rs-<random>-lock` (the protocol ostree uses for its staging directories, so a
+//!   real ostree running at the same time leaves a live one alone and removes a dead one);
+//! * [`put`](ostree_core::store::ObjectStore::put) writes a complete file there and remembers
+//!   the key, so this handle sees the object at once;
+//! * [`sync`](ostree_core::store::ObjectStore::sync) takes the staged set, `syncfs`, renames
+//!   each file into `objects/XX/` (no-replace), then `syncfs` again so the renames are durable
+//!   before any ref moves;
+//! * dropping a handle without `sync` removes its staging directory; dead ones (of crashed
+//!   processes) are removed when a repository is opened.
+//!
+//! With `core.fsync=false` objects are renamed into place as soon as written; with
+//! `core.per-object-fsync=true` each object is fsynced and renamed at once (ostree's option).
+//!
+//! ## Refs and locks
+//!
+//! Refs are `refs/<name>` files holding 64 hex + newline; alias symlinks resolve. Updates are
+//! compare-and-swap under an OFD write lock on [`REFS_LOCK`] (`refs/.lock`, which real ostree
+//! never lists), written by temporary file + rename. The repository lock is an OFD lock on
+//! `.lock`, the lock real ostree takes, so the two exclude each other.
+
+mod lock;
+mod objects;
+mod refs;
+mod store;
+mod util;
+mod xattr;
+
+use std::sync::Arc;
+
+use ostree_core::Error;
+use ostree_core::registry::{OpenFuture, Registry, StorePlugin};
+use ostree_core::store::{ObjectStore, OpenOptions};
+use url::Url;
+
+pub use refs::REFS_LOCK;
+pub use store::FsStore;
+
+/// The URL scheme this backend serves.
+pub const SCHEME: &str = "file";
+
+fn open_url(url: Url, opts: OpenOptions) -> OpenFuture {
+    Box::pin(async move {
+        let path = url
+            .to_file_path()
+            .map_err(|_| Error::invalid(format!("Invalid local repository URL '{url}'")))?;
+        let store = FsStore::open(path, opts).await?;
+        Ok(Arc::new(store) as Arc<dyn ObjectStore>)
+    })
+}
+
+static PLUGIN: StorePlugin = StorePlugin {
+    scheme: SCHEME,
+    description: "local directory repository (bare, bare-user, bare-user-only, archive)",
+    open: open_url,
+};
+
+ostree_core::inventory::submit! {
+    StorePlugin {
+        scheme: SCHEME,
+        description: "local directory repository (bare, bare-user, bare-user-only, archive)",
+        open: open_url,
+    }
+}
+
+/// Register the `file` scheme in a registry built by hand (the inventory record already puts it
+/// in [`Registry::global`] and [`Registry::from_inventory`]; registering it there again is
+/// reported as a duplicate).
+pub fn register(registry: &mut Registry) {
+    registry.register_store(&PLUGIN);
+}

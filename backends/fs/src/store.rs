@@ -1,0 +1,961 @@
+//! [`FsStore`]: opening and creating repositories, the staging directory, and the
+//! [`ObjectStore`] implementation (which hands heavy I/O to the blocking pool).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use ostree_core::config::RepoConfig;
+use ostree_core::store::{
+    Capabilities, LockGuard, ObjectRead, ObjectStore, ObjectWrite, OpenOptions, RefExpect, RepoMode,
+};
+use ostree_core::{Checksum, Error, ObjectKey, ObjectType, Result};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::lock::{LockFile, LockKind, ofd_lock};
+use crate::util::{self, FanoutSet, HexName, ObjName, io_err};
+
+/// Prefix of our staging directories under `tmp/`. Real ostree removes any unlocked
+/// `tmp/staging-*` directory that is not of its own boot's `staging-<boot-id>-` prefix, and
+/// never reuses ours (a boot id is a UUID, never `rs-…`).
+pub(crate) const STAGING_PREFIX: &str = "staging-rs-";
+
+/// A local-directory OSTree repository in any mode, byte-compatible with ostree 2022.7.
+///
+/// Open with [`FsStore::open`] (or through the registry with a `file://` URL). Puts are staged
+/// in a private `tmp/staging-rs-*` directory and published into `objects/` by
+/// [`ObjectStore::sync`] after a `syncfs`; see the crate docs for the durability design.
+pub struct FsStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Shared state of one handle (moved into blocking tasks).
+pub(crate) struct Inner {
+    pub(crate) root: PathBuf,
+    pub(crate) root_fd: OwnedFd,
+    pub(crate) objects_fd: OwnedFd,
+    pub(crate) tmp_fd: Option<OwnedFd>,
+    pub(crate) mode: RepoMode,
+    /// `core.fsync` (or the open option).
+    pub(crate) fsync: bool,
+    /// `core.per-object-fsync`: fsync each object and publish it at once.
+    pub(crate) per_object_fsync: bool,
+    /// Fan-out directories known to exist under `objects/`.
+    pub(crate) fanout: FanoutSet,
+    staging: OnceLock<Staging>,
+    staging_init: Mutex<()>,
+    /// Held while staged objects are published (and by anything removing staged files).
+    pub(crate) sync_lock: Mutex<()>,
+    /// Something was published directly (per-object-fsync) since the last `sync`.
+    pub(crate) dirty: AtomicBool,
+    /// `FICLONE` failed once: do not try it again.
+    pub(crate) no_reflink: AtomicBool,
+    /// `copy_file_range` failed once: do not try it again.
+    pub(crate) no_copy_range: AtomicBool,
+}
+
+/// This handle's private directory `tmp/staging-rs-<random>/`, locked (OFD) through
+/// `tmp/staging-rs-<random>-lock` as ostree locks its own staging directories.
+pub(crate) struct Staging {
+    pub(crate) name: String,
+    pub(crate) dir: OwnedFd,
+    pub(crate) path: PathBuf,
+    lock: LockFile,
+    /// Objects put but not yet published: key → number of the staged file (`o<hex>`).
+    pub(crate) staged: Mutex<HashMap<ObjectKey, u64>>,
+    counter: AtomicU64,
+}
+
+impl Staging {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn staged(&self) -> MutexGuard<'_, HashMap<ObjectKey, u64>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The name of staged object number `n`.
+pub(crate) fn staged_name(n: u64) -> HexName {
+    HexName::new(Some(b'o'), n)
+}
+
+/// The name of temporary file number `n` (refs, plain files).
+pub(crate) fn temp_name(n: u64) -> HexName {
+    HexName::new(Some(b't'), n)
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Discard everything not published (an aborted transaction).
+        if let (Some(st), Some(tmp)) = (self.staging.take(), self.tmp_fd.as_ref()) {
+            drop(st.dir);
+            let _ = util::remove_all_at(tmp.as_fd(), &st.name);
+            st.lock.release(tmp.as_fd());
+        }
+    }
+}
+
+pub(crate) fn join_err(e: tokio::task::JoinError) -> Error {
+    Error::Other(format!("blocking task failed: {e}"))
+}
+
+/// Run `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(join_err)?
+}
+
+fn is_readonly_err(e: Errno) -> bool {
+    matches!(e, Errno::ACCESS | Errno::ROFS | Errno::PERM)
+}
+
+/// Write `data` to `name` under `dirfd` atomically (temporary file + rename), mode 0644.
+fn write_file_atomic_at(
+    dirfd: BorrowedFd<'_>,
+    dir_display: &Path,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
+    let tmp = format!(".{name}.tmp-{:016x}", util::random_u64());
+    let ctx = || format!("writing {}", dir_display.join(name).display());
+    let fd = rustix::fs::openat(
+        dirfd,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| io_err(ctx(), e))?;
+    let mut f = std::fs::File::from(fd);
+    let r = f
+        .write_all(data)
+        .and_then(|_| rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644)).map_err(Into::into))
+        .and_then(|_| f.sync_data())
+        .and_then(|_| rustix::fs::renameat(dirfd, tmp.as_str(), dirfd, name).map_err(Into::into));
+    if let Err(e) = r {
+        let _ = rustix::fs::unlinkat(dirfd, tmp.as_str(), AtFlags::empty());
+        return Err(io_err(ctx(), e));
+    }
+    Ok(())
+}
+
+/// Create the layout `ostree init` creates (an existing repository is left as it is).
+fn create_layout(path: &Path, mode: RepoMode) -> Result<()> {
+    let p = |rel: &str| path.join(rel);
+    match rustix::fs::statat(CWD, p("objects").as_path(), AtFlags::empty()) {
+        Ok(_) => return Ok(()),
+        Err(Errno::NOENT) => {}
+        Err(e) => {
+            return Err(io_err(
+                format!("Creating repo: stat({})", p("objects").display()),
+                e,
+            ));
+        }
+    }
+    match rustix::fs::mkdirat(CWD, path, Mode::from_raw_mode(0o775)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => {
+            return Err(io_err(
+                format!("Creating repo: mkdir({})", path.display()),
+                e,
+            ));
+        }
+    }
+    let root = util::open_dir(CWD, path)
+        .map_err(|e| io_err(format!("Creating repo: opendir({})", path.display()), e))?;
+    match rustix::fs::statat(&root, "config", AtFlags::empty()) {
+        Ok(_) => {}
+        Err(Errno::NOENT) => {
+            let text = RepoConfig::initial(mode).to_text();
+            write_file_atomic_at(root.as_fd(), path, "config", text.as_bytes())?;
+        }
+        Err(e) => {
+            return Err(io_err(
+                format!("Creating repo: stat({})", p("config").display()),
+                e,
+            ));
+        }
+    }
+    for d in [
+        "tmp",
+        "extensions",
+        "state",
+        "refs",
+        "refs/heads",
+        "refs/mirrors",
+        "refs/remotes",
+        "objects",
+    ] {
+        match rustix::fs::mkdirat(&root, d, Mode::from_raw_mode(0o775)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => {
+                return Err(io_err(
+                    format!("Creating repo: mkdir({})", p(d).display()),
+                    e,
+                ));
+            }
+        }
+    }
+    if mode == RepoMode::BareUser {
+        // Like ostree: fail now rather than at the first object write.
+        let name = format!("tmp/xattr-test-{:016x}", util::random_u64());
+        let fd = rustix::fs::openat(
+            &root,
+            name.as_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_err(format!("Creating repo: creating {}", p(&name).display()), e))?;
+        let r = crate::xattr::set(
+            crate::xattr::Target::Fd(fd.as_fd()),
+            b"user.ostreemeta",
+            &[0; 12],
+        );
+        let _ = rustix::fs::unlinkat(&root, name.as_str(), AtFlags::empty());
+        r.map_err(|e| {
+            io_err(
+                format!(
+                    "Creating repo: fsetxattr(user.ostreemeta) on {} (bare-user needs user xattrs)",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    rustix::fs::openat(
+        &root,
+        ".lock",
+        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| {
+        io_err(
+            format!("Creating repo: creating {}", p(".lock").display()),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// Remove staging directories of handles that died (their lock is free).
+fn cleanup_dead_staging(tmp: BorrowedFd<'_>) {
+    let Ok(entries) = util::read_dir_at(tmp, ".") else {
+        return;
+    };
+    let dirs: HashSet<&str> = entries
+        .iter()
+        .filter(|(n, ft)| *ft == FileType::Directory && n.starts_with(STAGING_PREFIX))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (name, ft) in &entries {
+        if !name.starts_with(STAGING_PREFIX) {
+            continue;
+        }
+        if *ft == FileType::Directory {
+            let lock_name = format!("{name}-lock");
+            if let Ok(Some(lock)) = LockFile::try_lock(tmp, &lock_name, LockKind::Exclusive) {
+                let _ = util::remove_all_at(tmp, name);
+                lock.release(tmp);
+            }
+        } else if let Some(dir) = name.strip_suffix("-lock")
+            && !dirs.contains(dir)
+            && let Ok(Some(lock)) = LockFile::try_lock(tmp, name, LockKind::Exclusive)
+        {
+            // An orphaned lock file; make sure no directory appeared meanwhile.
+            if rustix::fs::statat(tmp, dir, AtFlags::SYMLINK_NOFOLLOW).is_err() {
+                lock.release(tmp);
+            }
+        }
+    }
+}
+
+impl FsStore {
+    /// Open (or with [`OpenOptions::create`], create) the repository at `path`.
+    pub async fn open(path: impl Into<PathBuf>, opts: OpenOptions) -> Result<FsStore> {
+        let path = path.into();
+        blocking(move || FsStore::open_blocking(&path, opts)).await
+    }
+
+    /// [`FsStore::open`] without a runtime (blocks the calling thread).
+    pub fn open_blocking(path: &Path, opts: OpenOptions) -> Result<FsStore> {
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("getting current directory", e))?
+                .join(path)
+        };
+        if let Some(mode) = opts.create {
+            create_layout(&path, mode)?;
+        }
+        let root_fd = util::open_dir(CWD, path.as_path())
+            .map_err(|e| io_err(format!("opening repo: opendir({})", path.display()), e))?;
+        let cfg_text = match rustix::fs::openat(
+            &root_fd,
+            "config",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut v).map_err(|e| {
+                    io_err(
+                        format!("opening repo: reading {}/config", path.display()),
+                        e,
+                    )
+                })?;
+                v
+            }
+            Err(e) => {
+                return Err(io_err(
+                    format!("opening repo: openat({}/config)", path.display()),
+                    e,
+                ));
+            }
+        };
+        let cfg = RepoConfig::parse(&cfg_text)
+            .map_err(|e| Error::invalid(format!("opening repo: {}/config: {e}", path.display())))?;
+        let mode = cfg.mode()?;
+        let fsync = match opts.fsync {
+            Some(v) => v,
+            None => cfg.core_bool("fsync", true)?,
+        };
+        let per_object_fsync = cfg.core_bool("per-object-fsync", false)?;
+        let objects_fd = util::open_dir(&root_fd, "objects").map_err(|e| {
+            io_err(
+                format!("opening repo: opendir({}/objects)", path.display()),
+                e,
+            )
+        })?;
+        let tmp_fd = match util::mkdir_p(root_fd.as_fd(), "tmp/cache", 0o775) {
+            Ok(()) => Some(util::open_dir(&root_fd, "tmp").map_err(|e| {
+                io_err(format!("opening repo: opendir({}/tmp)", path.display()), e)
+            })?),
+            Err(e) if is_readonly_err(e) => util::open_dir(&root_fd, "tmp").ok(),
+            Err(e) => {
+                return Err(io_err(
+                    format!("opening repo: mkdir({}/tmp/cache)", path.display()),
+                    e,
+                ));
+            }
+        };
+        if let Some(tmp) = &tmp_fd {
+            cleanup_dead_staging(tmp.as_fd());
+        }
+        Ok(FsStore {
+            inner: Arc::new(Inner {
+                root: path,
+                root_fd,
+                objects_fd,
+                tmp_fd,
+                mode,
+                fsync,
+                per_object_fsync,
+                fanout: FanoutSet::default(),
+                staging: OnceLock::new(),
+                staging_init: Mutex::new(()),
+                sync_lock: Mutex::new(()),
+                dirty: AtomicBool::new(false),
+                no_reflink: AtomicBool::new(false),
+                no_copy_range: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Whether writes are made durable (`core.fsync`, or the open option).
+    pub fn fsync_enabled(&self) -> bool {
+        self.inner.fsync
+    }
+}
+
+impl Inner {
+    /// Objects wait in the staging directory until `sync` (fsync on, per-object fsync off).
+    pub(crate) fn staged_mode(&self) -> bool {
+        self.fsync && !self.per_object_fsync
+    }
+
+    pub(crate) fn tmp_fd(&self) -> Result<BorrowedFd<'_>> {
+        self.tmp_fd.as_ref().map(|f| f.as_fd()).ok_or_else(|| {
+            Error::io(
+                format!(
+                    "writing to {}: no usable tmp/ directory",
+                    self.root.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            )
+        })
+    }
+
+    /// This handle's staging directory, created on first use.
+    pub(crate) fn staging(&self) -> Result<&Staging> {
+        if let Some(s) = self.staging.get() {
+            return Ok(s);
+        }
+        let _g = self.staging_init.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.staging.get() {
+            return Ok(s);
+        }
+        let st = self.create_staging()?;
+        let _ = self.staging.set(st);
+        Ok(self.staging.get().expect("staging was just set"))
+    }
+
+    fn create_staging(&self) -> Result<Staging> {
+        let tmp = self.tmp_fd()?;
+        let ctx = |what: &str, name: &str| {
+            format!(
+                "creating staging directory {}/tmp/{name}: {what}",
+                self.root.display()
+            )
+        };
+        for _ in 0..64 {
+            let name = format!("{STAGING_PREFIX}{:016x}", util::random_u64());
+            let lock_name = format!("{name}-lock");
+            // Lock first, then create the directory: a cleaner that sees the directory can
+            // never take its lock while we live.
+            let fd = match rustix::fs::openat(
+                tmp,
+                lock_name.as_str(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(io_err(ctx("lock file", &lock_name), e)),
+            };
+            drop(fd);
+            let Some(lock) = LockFile::try_lock(tmp, &lock_name, LockKind::Exclusive)
+                .map_err(|e| io_err(ctx("locking", &lock_name), e))?
+            else {
+                continue;
+            };
+            match rustix::fs::mkdirat(tmp, name.as_str(), Mode::from_raw_mode(0o775)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => {
+                    lock.release(tmp);
+                    continue;
+                }
+                Err(e) => {
+                    lock.release(tmp);
+                    return Err(io_err(ctx("mkdir", &name), e));
+                }
+            }
+            let dir = match util::open_dir(tmp, &name) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = util::remove_all_at(tmp, &name);
+                    lock.release(tmp);
+                    return Err(io_err(ctx("open", &name), e));
+                }
+            };
+            return Ok(Staging {
+                path: self.root.join("tmp").join(&name),
+                name,
+                dir,
+                lock,
+                staged: Mutex::new(HashMap::new()),
+                counter: AtomicU64::new(0),
+            });
+        }
+        Err(Error::Other(format!(
+            "could not allocate a staging directory in {}/tmp",
+            self.root.display()
+        )))
+    }
+
+    pub(crate) fn staging_if_exists(&self) -> Option<&Staging> {
+        self.staging.get()
+    }
+
+    /// Make staged objects durable, then visible in `objects/`.
+    pub(crate) fn sync_blocking(&self) -> Result<()> {
+        if !self.fsync {
+            return Ok(());
+        }
+        let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.per_object_fsync {
+            if self.dirty.swap(false, Ordering::AcqRel) {
+                rustix::fs::syncfs(&self.objects_fd)
+                    .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))?;
+            }
+            return Ok(());
+        }
+        let Some(st) = self.staging.get() else {
+            return Ok(());
+        };
+        let batch: Vec<(ObjectKey, u64)> = st.staged().iter().map(|(k, n)| (*k, *n)).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Everything in the batch was completely written before we took it: one syncfs makes
+        // all of it durable before any of it becomes visible.
+        rustix::fs::syncfs(&st.dir)
+            .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))?;
+        let mut done = Vec::with_capacity(batch.len());
+        let mut result = Ok(());
+        for (key, n) in &batch {
+            let name = staged_name(*n);
+            match self.publish(
+                st.dir.as_fd(),
+                name.as_str(),
+                key,
+                key.ty == ObjectType::CommitMeta,
+            ) {
+                Ok(()) => done.push((*key, *n)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        {
+            let mut m = st.staged();
+            for (k, n) in &done {
+                if m.get(k) == Some(n) {
+                    m.remove(k);
+                }
+            }
+        }
+        // Make the renames (and new fan-out directories) durable too.
+        let r2 = rustix::fs::syncfs(&self.objects_fd)
+            .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e));
+        result.and(r2)
+    }
+
+    /// Move a finished file into `objects/` under `key`'s name. An existing object is kept
+    /// (the new file is dropped) unless `replace` (detached metadata, which is mutable).
+    pub(crate) fn publish(
+        &self,
+        from_dir: BorrowedFd<'_>,
+        from: &str,
+        key: &ObjectKey,
+        replace: bool,
+    ) -> Result<()> {
+        let name = ObjName::new(key, self.mode);
+        let idx = key.checksum.0[0];
+        let ctx = || {
+            format!(
+                "storing object {}/objects/{}",
+                self.root.display(),
+                name.as_str()
+            )
+        };
+        for attempt in 0..2 {
+            util::ensure_fanout(self.objects_fd.as_fd(), &self.fanout, idx, name.dir())
+                .map_err(|e| io_err(ctx(), e))?;
+            let r = if replace {
+                rustix::fs::renameat(from_dir, from, &self.objects_fd, name.as_str())
+            } else {
+                match rustix::fs::renameat_with(
+                    from_dir,
+                    from,
+                    &self.objects_fd,
+                    name.as_str(),
+                    rustix::fs::RenameFlags::NOREPLACE,
+                ) {
+                    // No RENAME_NOREPLACE here: link (which never replaces), then unlink.
+                    Err(Errno::INVAL) => rustix::fs::linkat(
+                        from_dir,
+                        from,
+                        &self.objects_fd,
+                        name.as_str(),
+                        AtFlags::empty(),
+                    )
+                    .map(|()| {
+                        let _ = rustix::fs::unlinkat(from_dir, from, AtFlags::empty());
+                    }),
+                    r => r,
+                }
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(Errno::EXIST) => {
+                    let _ = rustix::fs::unlinkat(from_dir, from, AtFlags::empty());
+                    return Ok(());
+                }
+                Err(Errno::NOENT) if attempt == 0 => {
+                    // The fan-out directory vanished under us; create it again.
+                    self.fanout.remove(idx);
+                }
+                Err(e) => return Err(io_err(ctx(), e)),
+            }
+        }
+        Err(io_err(ctx(), Errno::NOENT))
+    }
+
+    /// Run `f` on the object's location: the staged file if this handle staged it, else
+    /// `objects/`. `Ok(None)` when the object is in neither.
+    pub(crate) fn with_obj<T>(
+        &self,
+        key: &ObjectKey,
+        mut f: impl FnMut(BorrowedFd<'_>, &str, &dyn Fn() -> PathBuf) -> rustix::io::Result<T>,
+    ) -> rustix::io::Result<Option<T>> {
+        if let Some(st) = self.staging.get() {
+            let n = st.staged().get(key).copied();
+            if let Some(n) = n {
+                let name = staged_name(n);
+                match f(st.dir.as_fd(), name.as_str(), &|| {
+                    st.path.join(name.as_str())
+                }) {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let name = ObjName::new(key, self.mode);
+        match f(self.objects_fd.as_fd(), name.as_str(), &|| {
+            self.root.join("objects").join(name.as_str())
+        }) {
+            Ok(v) => Ok(Some(v)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn has_sync(&self, key: &ObjectKey) -> Result<bool> {
+        self.with_obj(key, |dir, name, _| {
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|_| ())
+        })
+        .map(|o| o.is_some())
+        .map_err(|e| {
+            io_err(
+                format!("checking for object {key} in {}", self.root.display()),
+                e,
+            )
+        })
+    }
+
+    pub(crate) fn delete_blocking(&self, key: &ObjectKey) -> Result<()> {
+        if let Some(st) = self.staging.get() {
+            let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let n = st.staged().remove(key);
+            if let Some(n) = n {
+                let _ = rustix::fs::unlinkat(&st.dir, staged_name(n).as_str(), AtFlags::empty());
+            }
+        }
+        let name = ObjName::new(key, self.mode);
+        match rustix::fs::unlinkat(&self.objects_fd, name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_err(
+                format!("deleting {}/objects/{}", self.root.display(), name.as_str()),
+                e,
+            )),
+        }
+    }
+
+    /// Keys stored in one fan-out directory.
+    fn list_dir(&self, dir: &str, ty: Option<ObjectType>) -> Result<Vec<ObjectKey>> {
+        let entries = match util::read_dir_at(self.objects_fd.as_fd(), dir) {
+            Ok(e) => e,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(io_err(
+                    format!("listing {}/objects/{dir}", self.root.display()),
+                    e,
+                ));
+            }
+        };
+        let content_ext = self.mode.content_extension();
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, _) in entries {
+            let Some(k) = ObjectKey::from_loose_name(dir, &name) else {
+                continue;
+            };
+            if k.ty == ObjectType::File && !name.ends_with(content_ext) {
+                continue;
+            }
+            if ty.is_none_or(|t| t == k.ty) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    fn list_fanout_dirs(&self) -> Result<VecDeque<String>> {
+        let entries = util::read_dir_at(self.objects_fd.as_fd(), ".")
+            .map_err(|e| io_err(format!("listing {}/objects", self.root.display()), e))?;
+        let mut dirs: Vec<String> = entries
+            .into_iter()
+            .filter(|(n, ft)| {
+                *ft == FileType::Directory
+                    && n.len() == 2
+                    && n.bytes()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            })
+            .map(|(n, _)| n)
+            .collect();
+        dirs.sort();
+        Ok(dirs.into())
+    }
+}
+
+struct ListState {
+    inner: Arc<Inner>,
+    ty: Option<ObjectType>,
+    dirs: Option<VecDeque<String>>,
+    staged: HashSet<ObjectKey>,
+    buf: VecDeque<ObjectKey>,
+    staged_done: bool,
+    failed: bool,
+}
+
+impl fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FsStore")
+            .field("path", &self.inner.root)
+            .field("mode", &self.inner.mode)
+            .field("fsync", &self.inner.fsync)
+            .finish()
+    }
+}
+
+impl fmt::Display for FsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner.root.display())
+    }
+}
+
+/// The held repository lock (`.lock`): released when the descriptor closes.
+#[derive(Debug)]
+struct RepoLock(#[allow(dead_code)] OwnedFd);
+
+#[async_trait]
+impl ObjectStore for FsStore {
+    fn mode(&self) -> RepoMode {
+        self.inner.mode
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            local_objects: true,
+            hardlink_checkout: matches!(
+                self.inner.mode,
+                RepoMode::Bare | RepoMode::BareUser | RepoMode::BareUserOnly
+            ),
+            local_root: true,
+        }
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.inner.root)
+    }
+
+    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        self.inner
+            .with_obj(key, |dir, name, path| {
+                rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|_| path())
+            })
+            .ok()
+            .flatten()
+    }
+
+    async fn has(&self, key: &ObjectKey) -> Result<bool> {
+        self.inner.has_sync(key)
+    }
+
+    async fn has_many(&self, keys: &[ObjectKey]) -> Result<Vec<bool>> {
+        if keys.len() <= 64 {
+            return keys.iter().map(|k| self.inner.has_sync(k)).collect();
+        }
+        let inner = self.inner.clone();
+        let keys = keys.to_vec();
+        blocking(move || keys.iter().map(|k| inner.has_sync(k)).collect()).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<ObjectRead> {
+        let inner = self.inner.clone();
+        let key = *key;
+        blocking(move || inner.get_blocking(&key)).await
+    }
+
+    async fn get_raw(&self, key: &ObjectKey) -> Result<Bytes> {
+        if key.ty == ObjectType::File && !self.inner.mode.is_archive() {
+            return Err(Error::NotImplemented {
+                operation: "get_raw of content objects".into(),
+                implementer: format!("{self} ({} mode)", self.inner.mode),
+            });
+        }
+        let inner = self.inner.clone();
+        let key = *key;
+        blocking(move || inner.read_raw(&key)).await
+    }
+
+    async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()> {
+        let inner = self.inner.clone();
+        let key = *key;
+        blocking(move || inner.put_blocking(&key, data)).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let inner = self.inner.clone();
+        let key = *key;
+        blocking(move || inner.delete_blocking(&key)).await
+    }
+
+    fn list(&self, ty: Option<ObjectType>) -> BoxStream<'_, Result<ObjectKey>> {
+        let staged: HashSet<ObjectKey> = match self.inner.staging_if_exists() {
+            Some(st) => st
+                .staged()
+                .keys()
+                .filter(|k| ty.is_none_or(|t| t == k.ty))
+                .copied()
+                .collect(),
+            None => HashSet::new(),
+        };
+        let state = ListState {
+            inner: self.inner.clone(),
+            ty,
+            dirs: None,
+            staged,
+            buf: VecDeque::new(),
+            staged_done: false,
+            failed: false,
+        };
+        futures::stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(k) = s.buf.pop_front() {
+                    return Some((Ok(k), s));
+                }
+                if s.failed {
+                    return None;
+                }
+                let Some(dirs) = s.dirs.as_mut() else {
+                    let inner = s.inner.clone();
+                    match blocking(move || inner.list_fanout_dirs()).await {
+                        Ok(d) => s.dirs = Some(d),
+                        Err(e) => {
+                            s.failed = true;
+                            return Some((Err(e), s));
+                        }
+                    }
+                    continue;
+                };
+                if let Some(dir) = dirs.pop_front() {
+                    let inner = s.inner.clone();
+                    let ty = s.ty;
+                    match blocking(move || inner.list_dir(&dir, ty)).await {
+                        Ok(keys) => {
+                            for k in &keys {
+                                s.staged.remove(k);
+                            }
+                            s.buf.extend(keys);
+                        }
+                        Err(e) => {
+                            s.failed = true;
+                            return Some((Err(e), s));
+                        }
+                    }
+                    continue;
+                }
+                if !s.staged_done {
+                    s.staged_done = true;
+                    s.buf.extend(s.staged.drain());
+                    continue;
+                }
+                return None;
+            }
+        })
+        .boxed()
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.sync_blocking()).await
+    }
+
+    async fn read_ref(&self, name: &str) -> Result<Option<Checksum>> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        blocking(move || inner.read_ref_blocking(&name)).await
+    }
+
+    async fn list_refs(&self, prefix: &str) -> Result<Vec<(String, Checksum)>> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || inner.list_refs_blocking(&prefix)).await
+    }
+
+    async fn update_ref(&self, name: &str, expect: RefExpect, new: Option<Checksum>) -> Result<()> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        blocking(move || inner.update_ref_blocking(&name, expect, new)).await
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Bytes>> {
+        let inner = self.inner.clone();
+        let path = path.to_string();
+        blocking(move || inner.read_file_blocking(&path)).await
+    }
+
+    async fn write_file(&self, path: &str, data: Bytes) -> Result<()> {
+        let inner = self.inner.clone();
+        let path = path.to_string();
+        blocking(move || inner.write_file_blocking(&path, &data)).await
+    }
+
+    async fn delete_file(&self, path: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let path = path.to_string();
+        blocking(move || inner.delete_file_blocking(&path)).await
+    }
+
+    async fn list_files(&self, prefix: &str) -> Result<Vec<String>> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || inner.list_files_blocking(&prefix)).await
+    }
+
+    async fn lock(&self, exclusive: bool) -> Result<LockGuard> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let ctx = || format!("Opening lock file {}/.lock failed", inner.root.display());
+            let fd = match rustix::fs::openat(
+                &inner.root_fd,
+                ".lock",
+                OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                Ok(fd) => fd,
+                // A read-only repository can still be locked shared.
+                Err(e) if !exclusive && is_readonly_err(e) => rustix::fs::openat(
+                    &inner.root_fd,
+                    ".lock",
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err(ctx(), e))?,
+                Err(e) => return Err(io_err(ctx(), e)),
+            };
+            let kind = if exclusive {
+                LockKind::Exclusive
+            } else {
+                LockKind::Shared
+            };
+            ofd_lock(fd.as_fd(), kind, true).map_err(|e| {
+                Error::Locked(format!(
+                    "Locking repo {} {} failed: {e}",
+                    inner.root.display(),
+                    if exclusive { "exclusive" } else { "shared" }
+                ))
+            })?;
+            Ok(LockGuard(Box::new(RepoLock(fd))))
+        })
+        .await
+    }
+}
