@@ -1102,7 +1102,7 @@ pub async fn refs_invalid_names(store: &dyn ObjectStore) {
 /// [`Error::Precondition`], and the ref holds the winner's value.
 pub async fn refs_losing_writer(store: &dyn ObjectStore) {
     let r = "heads/race";
-    for round in 0..5u64 {
+    for round in 0..100u64 {
         let base = csum(round * 10);
         must(
             store.update_ref(r, RefExpect::Any, Some(base)).await,

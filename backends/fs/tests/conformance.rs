@@ -1,6 +1,7 @@
 //! The `ostree_core::conformance` suite against the local-directory backend, once per
-//! repository mode (`bare` needs root, as these tests expect to run), each case in a fresh
-//! temporary directory, opened through the registry like any `file://` URL.
+//! repository mode (`bare` needs root, as these tests expect to run) and once more with
+//! `fsync=false` (objects published at once instead of staged), each case in a fresh temporary
+//! directory, opened through the registry like any `file://` URL.
 
 use std::sync::Arc;
 
@@ -26,40 +27,31 @@ async fn make(mode: RepoMode, fsync: Option<bool>) -> (Arc<dyn ObjectStore>, tem
 }
 
 mod archive {
-    ostree_core::conformance_tests!(async || super::make(
-        ostree_core::store::RepoMode::Archive,
-        None
-    )
-    .await);
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::Archive, None).await);
 }
 
 mod bare {
-    ostree_core::conformance_tests!(
-        async || super::make(ostree_core::store::RepoMode::Bare, None).await
-    );
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::Bare, None).await);
 }
 
 mod bare_user {
-    ostree_core::conformance_tests!(async || super::make(
-        ostree_core::store::RepoMode::BareUser,
-        None
-    )
-    .await);
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::BareUser, None).await);
 }
 
 mod bare_user_only {
-    ostree_core::conformance_tests!(async || super::make(
-        ostree_core::store::RepoMode::BareUserOnly,
-        None
-    )
-    .await);
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::BareUserOnly, None).await);
 }
 
-/// `core.fsync=false` takes another path (objects renamed into place as soon as written).
+mod archive_nofsync {
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::Archive, Some(false)).await);
+}
+
 mod bare_user_nofsync {
-    ostree_core::conformance_tests!(async || super::make(
-        ostree_core::store::RepoMode::BareUser,
-        Some(false)
-    )
-    .await);
+    use super::{RepoMode, make};
+    ostree_core::conformance_tests!(async || make(RepoMode::BareUser, Some(false)).await);
 }
