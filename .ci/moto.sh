@@ -46,8 +46,12 @@ running_pid() {
 }
 
 install() {
-    if [[ -x $VENV/bin/moto_server ]]; then
+    if [[ -x $VENV/bin/moto_server ]] && "$VENV/bin/python" -c 'import moto.server' 2>/dev/null; then
         return
+    fi
+    if [[ -e $VENV ]]; then
+        log "$VENV is not a working moto venv; recreating it"
+        rm -rf "$VENV"
     fi
     log "installing $MOTO_SPEC into $VENV"
     "$PYTHON" -m venv "$VENV" >&2

@@ -11,7 +11,7 @@
 //! ostree_core::conformance_tests!(async || make_store().await);
 //! ```
 //!
-//! which expands to one `#[tokio::test]` per case (see [`conformance_tests!`]), so each failure
+//! which expands to one `#[tokio::test]` per case (see [`crate::conformance_tests!`]), so each failure
 //! is named. The closure returns anything implementing [`StoreHandle`]: an
 //! `Arc<dyn ObjectStore>`, a `(store, guard)` pair whose guard (a temporary directory) lives as
 //! long as the case, or an `Option` of those where `None` means "skip" (see [`skip_unless_env`]).

@@ -27,6 +27,9 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// How many times a ref creation retries when the ref vanishes or appears under it.
 const CAS_ATTEMPTS: usize = 8;
 
+/// How many times an object create is tried while a concurrent create of it is unfinished.
+const CREATE_ATTEMPTS: u32 = 4;
+
 /// An archive-mode repository in object storage. See the crate docs for the layout and the
 /// guarantees; build one with [`crate::ObjectStorageBuilder`] or open a URL through the
 /// registry.
@@ -228,23 +231,29 @@ impl ObjectStorageStore {
     }
 
     /// Create-only PUT: an object already there is success (and is left as it is).
+    ///
+    /// "Already exists" is also how a conflict with a concurrent, still unfinished create of
+    /// the same key is reported (S3's 409); success is only claimed once the object is
+    /// visible, retrying the create a few times if the other upload never lands.
     async fn put_new(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
         let path = self.object_path(key)?;
-        match self
-            .inner
-            .put_opts(&path, data.into(), PutOptions::from(PutMode::Create))
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => {
-                // A concurrent creator can make the store answer with a conflict rather than
-                // "already exists"; the object being there is all that matters.
-                if self.has(key).await.unwrap_or(false) {
-                    Ok(())
-                } else {
-                    Err(self.map(format!("storing {key}"), e))
-                }
+        let mut attempt = 0u32;
+        loop {
+            let put = PutOptions::from(PutMode::Create);
+            let err = match self.inner.put_opts(&path, data.clone().into(), put).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if self.has(key).await.unwrap_or(false) {
+                return Ok(());
             }
+            attempt += 1;
+            if attempt >= CREATE_ATTEMPTS
+                || !matches!(err, object_store::Error::AlreadyExists { .. })
+            {
+                return Err(self.map(format!("storing {key}"), err));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
         }
     }
 
