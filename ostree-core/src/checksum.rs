@@ -183,10 +183,9 @@ mod tests {
     #[test]
     fn modified_base64_matches_ostree() {
         // From the spec: TO=dfb97ca9… → deltas/37/l8qQRaF08wVzLbUWCOiCf0uYCC1RFzK7PzPZTveD8
-        let c = Checksum::from_hex(
-            "dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f",
-        )
-        .unwrap();
+        let c =
+            Checksum::from_hex("dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f")
+                .unwrap();
         let b = c.to_modified_base64();
         assert_eq!(b, "37l8qQRaF08wVzLbUWCOiCf0uYCC1RFzK7PzPZTveD8");
         assert_eq!(Checksum::from_modified_base64(&b).unwrap(), c);

@@ -34,7 +34,8 @@ pub fn write_archived(
             "content changed while being stored: expected {size} bytes, read {n}"
         )));
     }
-    enc.finish().map_err(|e| Error::io("compressing content", e))?;
+    enc.finish()
+        .map_err(|e| Error::io("compressing content", e))?;
     Ok(())
 }
 
@@ -67,7 +68,9 @@ impl<R: Read> Read for ExactReader<R> {
             }
             return Ok(0);
         }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -93,7 +96,11 @@ pub fn read_archived<R: Read + Send + 'static>(
         }
         return Ok((meta, 0, Box::new(io::empty())));
     }
-    let reader = ExactReader { inner: DeflateDecoder::new(r), remaining: size, checked_end: false };
+    let reader = ExactReader {
+        inner: DeflateDecoder::new(r),
+        remaining: size,
+        checked_end: false,
+    };
     Ok((meta, size, Box::new(reader)))
 }
 
@@ -136,9 +143,14 @@ mod tests {
 
     #[test]
     fn archive_roundtrip_and_verify() {
-        let meta = FileMeta { mode: S_IFREG | 0o644, ..Default::default() };
+        let meta = FileMeta {
+            mode: S_IFREG | 0o644,
+            ..Default::default()
+        };
         let data = archived_bytes(&meta, b"hello world\n").unwrap();
-        let c = Checksum::from_hex("81381808c56d4f3d643ec12f6a18fcf2993af8daba7c2a1b2cbfc315b39424c6").unwrap();
+        let c =
+            Checksum::from_hex("81381808c56d4f3d643ec12f6a18fcf2993af8daba7c2a1b2cbfc315b39424c6")
+                .unwrap();
         verify_archived(&c, &data).unwrap();
         let mut bad = data.clone();
         let last = bad.len() - 3;
@@ -146,13 +158,20 @@ mod tests {
         assert!(verify_archived(&c, &bad).is_err());
         // truncated
         assert!(verify_archived(&c, &data[..data.len() - 2]).is_err());
-        let link = FileMeta { mode: S_IFLNK | 0o777, symlink_target: Some("/usr/bin/env".into()), ..Default::default() };
+        let link = FileMeta {
+            mode: S_IFLNK | 0o777,
+            symlink_target: Some("/usr/bin/env".into()),
+            ..Default::default()
+        };
         assert_eq!(archived_bytes(&link, b"").unwrap().len(), 46);
     }
 
     #[test]
     fn empty_file_deflate_matches_zlib() {
-        let meta = FileMeta { mode: S_IFREG | 0o600, ..Default::default() };
+        let meta = FileMeta {
+            mode: S_IFREG | 0o600,
+            ..Default::default()
+        };
         let data = archived_bytes(&meta, b"").unwrap();
         assert_eq!(&data[data.len() - 2..], &[3, 0]);
     }

@@ -66,7 +66,10 @@ impl KeyFile {
                     let g = kf.groups.remove(idx);
                     kf.groups.push(g);
                 } else {
-                    kf.groups.push(Group { name: name.to_string(), lines: Vec::new() });
+                    kf.groups.push(Group {
+                        name: name.to_string(),
+                        lines: Vec::new(),
+                    });
                 }
                 continue;
             }
@@ -78,7 +81,9 @@ impl KeyFile {
             };
             let k = k.trim_end();
             if k.is_empty() {
-                return Err(Error::invalid(format!("Key file contains line “{raw}” with an empty key")));
+                return Err(Error::invalid(format!(
+                    "Key file contains line “{raw}” with an empty key"
+                )));
             }
             let Some(g) = kf.groups.last_mut() else {
                 return Err(Error::invalid("Key file does not start with a group"));
@@ -192,7 +197,10 @@ impl KeyFile {
                 {
                     last.lines.push(Line::Comment(String::new()));
                 }
-                self.groups.push(Group { name: group.to_string(), lines: Vec::new() });
+                self.groups.push(Group {
+                    name: group.to_string(),
+                    lines: Vec::new(),
+                });
                 self.groups.len() - 1
             }
         };
@@ -212,7 +220,8 @@ impl KeyFile {
             .rposition(|l| matches!(l, Line::Entry(..)))
             .map(|p| p + 1)
             .unwrap_or(0);
-        g.lines.insert(pos, Line::Entry(key.to_string(), value.to_string()));
+        g.lines
+            .insert(pos, Line::Entry(key.to_string(), value.to_string()));
     }
 
     /// Set a string value, escaping as GLib does.
@@ -236,7 +245,8 @@ impl KeyFile {
             return false;
         };
         let before = g.lines.len();
-        g.lines.retain(|l| !matches!(l, Line::Entry(k, _) if k == key));
+        g.lines
+            .retain(|l| !matches!(l, Line::Entry(k, _) if k == key));
         before != g.lines.len()
     }
 
@@ -317,16 +327,25 @@ mod tests {
         let kf = KeyFile::parse(text).unwrap();
         assert_eq!(kf.to_string(), text);
         assert_eq!(kf.groups(), vec!["core", "remote \"origin\""]);
-        assert_eq!(kf.get_bool("remote \"origin\"", "gpg-verify").unwrap(), Some(false));
+        assert_eq!(
+            kf.get_bool("remote \"origin\"", "gpg-verify").unwrap(),
+            Some(false)
+        );
     }
 
     #[test]
     fn set_adds_groups_with_blank_line() {
         let mut kf = KeyFile::parse("[core]\nrepo_version=1\n").unwrap();
         kf.set("remote \"a\"", "url", "http://a");
-        assert_eq!(kf.to_string(), "[core]\nrepo_version=1\n\n[remote \"a\"]\nurl=http://a\n");
+        assert_eq!(
+            kf.to_string(),
+            "[core]\nrepo_version=1\n\n[remote \"a\"]\nurl=http://a\n"
+        );
         kf.set_list("remote \"a\"", "branches", &["x", "y"]);
-        assert_eq!(kf.get_list("remote \"a\"", "branches").unwrap(), vec!["x", "y"]);
+        assert_eq!(
+            kf.get_list("remote \"a\"", "branches").unwrap(),
+            vec!["x", "y"]
+        );
     }
 
     #[test]

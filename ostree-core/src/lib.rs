@@ -23,6 +23,7 @@ pub mod object;
 pub mod objects;
 pub mod progress;
 pub mod registry;
+pub mod repo;
 pub mod store;
 
 pub use checksum::Checksum;

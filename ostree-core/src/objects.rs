@@ -52,7 +52,11 @@ fn xattrs_from_variant(v: &Variant) -> Result<Xattrs> {
         };
         let name = match k.split_last() {
             Some((0, n)) if !n.is_empty() && !n.contains(&0) => n.to_vec(),
-            _ => return Err(Error::corrupted("xattr name is not a NUL-terminated string")),
+            _ => {
+                return Err(Error::corrupted(
+                    "xattr name is not a NUL-terminated string",
+                ));
+            }
         };
         out.push((name, val.to_vec()));
     }
@@ -211,7 +215,9 @@ fn split_lenprefixed(data: &[u8]) -> Result<(&[u8], usize)> {
     }
     let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
     if len > MAX_HEADER_SIZE {
-        return Err(Error::corrupted(format!("File header size {len} too large")));
+        return Err(Error::corrupted(format!(
+            "File header size {len} too large"
+        )));
     }
     let body = data
         .get(8..8 + len)
@@ -226,7 +232,9 @@ pub fn read_lenprefixed_header(r: &mut impl Read) -> Result<Vec<u8>> {
         .map_err(|e| Error::corrupted(format!("File header truncated: {e}")))?;
     let len = u32::from_be_bytes([pre[0], pre[1], pre[2], pre[3]]) as usize;
     if len > MAX_HEADER_SIZE {
-        return Err(Error::corrupted(format!("File header size {len} too large")));
+        return Err(Error::corrupted(format!(
+            "File header size {len} too large"
+        )));
     }
     let mut buf = vec![0u8; 8 + len];
     buf[..8].copy_from_slice(&pre);
@@ -285,7 +293,10 @@ impl DirMeta {
             uid: u(0)?,
             gid: u(1)?,
             mode: u(2)?,
-            xattrs: xattrs_from_variant(f.get(3).ok_or_else(|| Error::corrupted("malformed dirmeta"))?)?,
+            xattrs: xattrs_from_variant(
+                f.get(3)
+                    .ok_or_else(|| Error::corrupted("malformed dirmeta"))?,
+            )?,
         };
         if m.mode & S_IFMT != S_IFDIR {
             return Err(Error::corrupted(format!(
@@ -327,7 +338,10 @@ pub fn parse_bare_user_meta(data: &[u8]) -> Result<(u32, u32, u32, Xattrs)> {
         u(0)?,
         u(1)?,
         u(2)?,
-        xattrs_from_variant(f.get(3).ok_or_else(|| Error::corrupted("malformed user.ostreemeta"))?)?,
+        xattrs_from_variant(
+            f.get(3)
+                .ok_or_else(|| Error::corrupted("malformed user.ostreemeta"))?,
+        )?,
     ))
 }
 
@@ -356,7 +370,9 @@ pub fn validate_filename(name: &str) -> Result<()> {
         return Err(Error::corrupted("Invalid empty filename"));
     }
     if name == "." || name == ".." {
-        return Err(Error::corrupted(format!("Invalid special element '{name}' in filename")));
+        return Err(Error::corrupted(format!(
+            "Invalid special element '{name}' in filename"
+        )));
     }
     if name.contains('/') {
         return Err(Error::corrupted(format!("Invalid / in filename {name}")));
@@ -417,7 +433,8 @@ impl DirTree {
             let name = t.first().and_then(Variant::as_str).ok_or_else(bad)?;
             let csum = t.get(1).and_then(Variant::as_bytes).ok_or_else(bad)?;
             validate_filename(name)?;
-            tree.files.push((name.to_string(), Checksum::from_bytes(csum)?));
+            tree.files
+                .push((name.to_string(), Checksum::from_bytes(csum)?));
         }
         for it in f.get(1).and_then(Variant::as_array).ok_or_else(bad)? {
             let t = it.as_tuple().ok_or_else(bad)?;
@@ -597,7 +614,10 @@ impl Commit {
         for it in f.get(2).and_then(Variant::as_array).ok_or_else(bad)? {
             let t = it.as_tuple().ok_or_else(bad)?;
             related.push((
-                t.first().and_then(Variant::as_str).ok_or_else(bad)?.to_string(),
+                t.first()
+                    .and_then(Variant::as_str)
+                    .ok_or_else(bad)?
+                    .to_string(),
                 Checksum::from_bytes(t.get(1).and_then(Variant::as_bytes).ok_or_else(bad)?)?,
             ));
         }
@@ -609,8 +629,16 @@ impl Commit {
                 Some(Checksum::from_bytes(parent)?)
             },
             related,
-            subject: f.get(3).and_then(Variant::as_str).ok_or_else(bad)?.to_string(),
-            body: f.get(4).and_then(Variant::as_str).ok_or_else(bad)?.to_string(),
+            subject: f
+                .get(3)
+                .and_then(Variant::as_str)
+                .ok_or_else(bad)?
+                .to_string(),
+            body: f
+                .get(4)
+                .and_then(Variant::as_str)
+                .ok_or_else(bad)?
+                .to_string(),
             timestamp: u64::from_be(f.get(5).and_then(Variant::as_u64).ok_or_else(bad)?),
             root_tree: Checksum::from_bytes(f.get(6).and_then(Variant::as_bytes).ok_or_else(bad)?)?,
             root_meta: Checksum::from_bytes(f.get(7).and_then(Variant::as_bytes).ok_or_else(bad)?)?,
@@ -641,7 +669,9 @@ mod tests {
             xattrs: vec![],
         };
         assert_eq!(
-            content_checksum(&hello, &b"hello world\n"[..]).unwrap().to_string(),
+            content_checksum(&hello, &b"hello world\n"[..])
+                .unwrap()
+                .to_string(),
             "81381808c56d4f3d643ec12f6a18fcf2993af8daba7c2a1b2cbfc315b39424c6"
         );
         let link = FileMeta {
@@ -650,10 +680,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            content_checksum(&link, std::io::empty()).unwrap().to_string(),
+            content_checksum(&link, std::io::empty())
+                .unwrap()
+                .to_string(),
             "f66efa496a72379413c44593de510dc344beb045294f1a543da87b2b6118db35"
         );
-        let dm = DirMeta { uid: 0, gid: 0, mode: S_IFDIR | 0o755, xattrs: vec![] };
+        let dm = DirMeta {
+            uid: 0,
+            gid: 0,
+            mode: S_IFDIR | 0o755,
+            xattrs: vec![],
+        };
         assert_eq!(
             dm.checksum().to_string(),
             "446a0ef11b7cc167f3b603e585c7eeeeb675faa412d5ec73f62988eb0b6c5488"
@@ -665,9 +702,18 @@ mod tests {
         );
         let root = DirTree {
             files: vec![
-                ("hello.txt".into(), h("81381808c56d4f3d643ec12f6a18fcf2993af8daba7c2a1b2cbfc315b39424c6")),
-                ("link".into(), h("f66efa496a72379413c44593de510dc344beb045294f1a543da87b2b6118db35")),
-                ("run.sh".into(), h("89b350d278ff59ba4780bc377b8ebfee8ade6b55c99fab1ec84e133bc6ea52c5")),
+                (
+                    "hello.txt".into(),
+                    h("81381808c56d4f3d643ec12f6a18fcf2993af8daba7c2a1b2cbfc315b39424c6"),
+                ),
+                (
+                    "link".into(),
+                    h("f66efa496a72379413c44593de510dc344beb045294f1a543da87b2b6118db35"),
+                ),
+                (
+                    "run.sh".into(),
+                    h("89b350d278ff59ba4780bc377b8ebfee8ade6b55c99fab1ec84e133bc6ea52c5"),
+                ),
             ],
             dirs: vec![("emptydir".into(), empty.checksum(), dm.checksum())],
         };
@@ -702,7 +748,7 @@ mod tests {
             symlink_target: None,
             xattrs: vec![(b"user.test".to_vec(), b"hello".to_vec())],
         };
-        let content = vec![b'x'; 100];
+        let content = [b'x'; 100];
         assert_eq!(
             content_checksum(&meta, &content[..]).unwrap().to_string(),
             "c4ccdcc248c27e4879845419a1b0de33192e098f9d87977268b73b9e1ac93276"
@@ -721,7 +767,9 @@ mod tests {
         md.insert("ostree.ref-binding", Variant::str_array(&["v3"]));
         let c = Commit {
             metadata: md,
-            parent: Some(h("dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f")),
+            parent: Some(h(
+                "dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f",
+            )),
             subject: "v3".into(),
             body: String::new(),
             timestamp: 1609459200,
@@ -738,11 +786,17 @@ mod tests {
     #[test]
     fn hostile_dirtree_rejected() {
         for name in ["", ".", "..", "a/b"] {
-            let t = DirTree { files: vec![(name.into(), Checksum::default())], dirs: vec![] };
+            let t = DirTree {
+                files: vec![(name.into(), Checksum::default())],
+                dirs: vec![],
+            };
             assert!(DirTree::from_bytes(&t.to_bytes()).is_err(), "{name:?}");
         }
         let dup = DirTree {
-            files: vec![("a".into(), Checksum::default()), ("a".into(), Checksum::default())],
+            files: vec![
+                ("a".into(), Checksum::default()),
+                ("a".into(), Checksum::default()),
+            ],
             dirs: vec![],
         };
         assert!(DirTree::from_bytes(&dup.to_bytes()).is_err());

@@ -70,10 +70,13 @@ impl Registry {
     /// Add a storage plugin. A duplicate key is remembered and reported when used.
     pub fn register_store(&mut self, p: &'static StorePlugin) {
         let key = p.scheme.to_ascii_lowercase();
-        if self.stores.contains_key(&key) {
-            self.duplicates.push(("storage backend", key));
-        } else {
-            self.stores.insert(key, p);
+        match self.stores.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(("storage backend", e.key().clone()));
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(p);
+            }
         }
     }
 
@@ -90,7 +93,10 @@ impl Registry {
     /// Check that no key was registered twice.
     pub fn check(&self) -> Result<()> {
         match self.duplicates.first() {
-            Some((kind, key)) => Err(Error::DuplicatePlugin { kind, key: key.clone() }),
+            Some((kind, key)) => Err(Error::DuplicatePlugin {
+                kind,
+                key: key.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -99,13 +105,19 @@ impl Registry {
     pub fn store_plugin(&self, scheme: &str) -> Result<&'static StorePlugin> {
         let key = scheme.to_ascii_lowercase();
         if self.duplicates.iter().any(|(_, k)| *k == key) {
-            return Err(Error::DuplicatePlugin { kind: "storage backend", key });
+            return Err(Error::DuplicatePlugin {
+                kind: "storage backend",
+                key,
+            });
         }
-        self.stores.get(&key).copied().ok_or_else(|| Error::UnsupportedScheme {
-            kind: "storage backend",
-            key,
-            available: self.stores.keys().cloned().collect(),
-        })
+        self.stores
+            .get(&key)
+            .copied()
+            .ok_or_else(|| Error::UnsupportedScheme {
+                kind: "storage backend",
+                key,
+                available: self.stores.keys().cloned().collect(),
+            })
     }
 
     /// Open a repository by URL through the plugin for its scheme.
@@ -120,9 +132,12 @@ impl Registry {
 pub fn repo_url(arg: &str) -> Result<Url> {
     if let Some((scheme, _)) = arg.split_once("://")
         && !scheme.is_empty()
-        && scheme.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
     {
-        return Url::parse(arg).map_err(|e| Error::invalid(format!("Invalid repository URL '{arg}': {e}")));
+        return Url::parse(arg)
+            .map_err(|e| Error::invalid(format!("Invalid repository URL '{arg}': {e}")));
     }
     let p = std::path::Path::new(arg);
     let abs = if p.is_absolute() {
@@ -132,7 +147,8 @@ pub fn repo_url(arg: &str) -> Result<Url> {
             .map_err(|e| Error::io("getting current directory", e))?
             .join(p)
     };
-    Url::from_file_path(&abs).map_err(|_| Error::invalid(format!("Invalid repository path '{arg}'")))
+    Url::from_file_path(&abs)
+        .map_err(|_| Error::invalid(format!("Invalid repository path '{arg}'")))
 }
 
 #[cfg(test)]
@@ -142,9 +158,21 @@ mod tests {
     fn open_nothing(_u: Url, _o: OpenOptions) -> OpenFuture {
         Box::pin(async { Err(Error::Other("test plugin".into())) })
     }
-    static A: StorePlugin = StorePlugin { scheme: "a", description: "A", open: open_nothing };
-    static A2: StorePlugin = StorePlugin { scheme: "A", description: "A again", open: open_nothing };
-    static B: StorePlugin = StorePlugin { scheme: "b", description: "B", open: open_nothing };
+    static A: StorePlugin = StorePlugin {
+        scheme: "a",
+        description: "A",
+        open: open_nothing,
+    };
+    static A2: StorePlugin = StorePlugin {
+        scheme: "A",
+        description: "A again",
+        open: open_nothing,
+    };
+    static B: StorePlugin = StorePlugin {
+        scheme: "b",
+        description: "B",
+        open: open_nothing,
+    };
 
     #[test]
     fn unknown_key_lists_available() {
@@ -162,7 +190,10 @@ mod tests {
         r.register_store(&A);
         r.register_store(&A2);
         assert!(matches!(r.check(), Err(Error::DuplicatePlugin { .. })));
-        assert!(matches!(r.store_plugin("a"), Err(Error::DuplicatePlugin { .. })));
+        assert!(matches!(
+            r.store_plugin("a"),
+            Err(Error::DuplicatePlugin { .. })
+        ));
     }
 
     #[test]

@@ -84,7 +84,11 @@ impl FromStr for RepoMode {
             "bare-user-only" => RepoMode::BareUserOnly,
             "archive" | "archive-z2" => RepoMode::Archive,
             "bare-split-xattrs" => RepoMode::BareSplitXattrs,
-            _ => return Err(Error::invalid(format!("Invalid mode '{s}' in repository configuration"))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Invalid mode '{s}' in repository configuration"
+                )));
+            }
         })
     }
 }
@@ -236,7 +240,11 @@ pub fn validate_repo_path(path: &str) -> Result<()> {
             return Err(bad());
         }
     }
-    if path.starts_with("objects/") || path.starts_with("refs/") || path == "objects" || path == "refs" {
+    if path.starts_with("objects/")
+        || path.starts_with("refs/")
+        || path == "objects"
+        || path == "refs"
+    {
         return Err(bad());
     }
     Ok(())

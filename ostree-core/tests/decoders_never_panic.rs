@@ -6,7 +6,9 @@ use ostree_core::Checksum;
 use ostree_core::content::{archived_bytes, read_archived, verify_archived};
 use ostree_core::gvariant::{Variant, VariantType};
 use ostree_core::keyfile::KeyFile;
-use ostree_core::objects::{Commit, DirMeta, DirTree, FileMeta, Metadata, S_IFDIR, S_IFLNK, S_IFREG};
+use ostree_core::objects::{
+    Commit, DirMeta, DirTree, FileMeta, Metadata, S_IFDIR, S_IFLNK, S_IFREG,
+};
 
 struct Rng(u64);
 impl Rng {
@@ -17,7 +19,11 @@ impl Rng {
         self.0
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -56,9 +62,17 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 }
 
 fn seeds() -> Vec<Vec<u8>> {
-    let dm = DirMeta { uid: 0, gid: 0, mode: S_IFDIR | 0o755, xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())] };
+    let dm = DirMeta {
+        uid: 0,
+        gid: 0,
+        mode: S_IFDIR | 0o755,
+        xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+    };
     let tree = DirTree {
-        files: vec![("a".into(), Checksum::of(b"a")), ("b".into(), Checksum::of(b"b"))],
+        files: vec![
+            ("a".into(), Checksum::of(b"a")),
+            ("b".into(), Checksum::of(b"b")),
+        ],
         dirs: vec![("d".into(), Checksum::of(b"t"), dm.checksum())],
     };
     let mut md = Metadata::new();
@@ -74,8 +88,18 @@ fn seeds() -> Vec<Vec<u8>> {
         root_meta: dm.checksum(),
         related: vec![],
     };
-    let file = FileMeta { uid: 1, gid: 2, mode: S_IFREG | 0o644, symlink_target: None, xattrs: vec![(b"user.x".to_vec(), vec![1, 2, 3])] };
-    let link = FileMeta { mode: S_IFLNK | 0o777, symlink_target: Some("target".into()), ..Default::default() };
+    let file = FileMeta {
+        uid: 1,
+        gid: 2,
+        mode: S_IFREG | 0o644,
+        symlink_target: None,
+        xattrs: vec![(b"user.x".to_vec(), vec![1, 2, 3])],
+    };
+    let link = FileMeta {
+        mode: S_IFLNK | 0o777,
+        symlink_target: Some("target".into()),
+        ..Default::default()
+    };
     vec![
         dm.to_bytes(),
         tree.to_bytes(),
@@ -91,10 +115,20 @@ fn seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn mutated_objects_never_panic() {
-    let types: Vec<VariantType> = ["(a(say)a(sayay))", "(uuua(ayay))", "(a{sv}aya(say)sstayay)", "a{sv}", "(uuuusa(ayay))", "(tuuuusa(ayay))", "v", "mav", "a{sa(s(taya{sv}))}"]
-        .iter()
-        .map(|t| VariantType::parse(t).unwrap())
-        .collect();
+    let types: Vec<VariantType> = [
+        "(a(say)a(sayay))",
+        "(uuua(ayay))",
+        "(a{sv}aya(say)sstayay)",
+        "a{sv}",
+        "(uuuusa(ayay))",
+        "(tuuuusa(ayay))",
+        "v",
+        "mav",
+        "a{sa(s(taya{sv}))}",
+    ]
+    .iter()
+    .map(|t| VariantType::parse(t).unwrap())
+    .collect();
     let seeds = seeds();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..4000 {
@@ -125,7 +159,10 @@ fn mutated_objects_never_panic() {
 #[test]
 fn deflate_bomb_is_bounded_by_header_size() {
     // A header claiming 10 bytes with a body inflating to 1 MiB must be rejected, not read whole.
-    let meta = FileMeta { mode: S_IFREG | 0o644, ..Default::default() };
+    let meta = FileMeta {
+        mode: S_IFREG | 0o644,
+        ..Default::default()
+    };
     let big = archived_bytes(&meta, &vec![0u8; 1 << 20]).unwrap();
     let hdr_len = 8 + u32::from_be_bytes([big[0], big[1], big[2], big[3]]) as usize;
     let mut forged = meta.archive_header(10);

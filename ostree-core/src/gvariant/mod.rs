@@ -65,7 +65,9 @@ impl VariantType {
         let b = s.as_bytes();
         let (t, used) = Self::parse_prefix(b, 0)?;
         if used != b.len() {
-            return Err(Error::invalid(format!("Invalid GVariant type string '{s}'")));
+            return Err(Error::invalid(format!(
+                "Invalid GVariant type string '{s}'"
+            )));
         }
         Ok(t)
     }
@@ -135,7 +137,10 @@ impl VariantType {
                 if b.get(1 + n1 + n2) != Some(&b'}') {
                     return Err(bad());
                 }
-                Ok((VariantType::DictEntry(Box::new(k), Box::new(v)), n1 + n2 + 2))
+                Ok((
+                    VariantType::DictEntry(Box::new(k), Box::new(v)),
+                    n1 + n2 + 2,
+                ))
             }
             _ => Err(bad()),
         }
@@ -416,10 +421,16 @@ impl Variant {
             Variant::U64(v) => Variant::U64(v.swap_bytes()),
             Variant::Double(v) => Variant::Double(f64::from_bits(v.to_bits().swap_bytes())),
             Variant::Variant(v) => Variant::Variant(Box::new(v.byteswap())),
-            Variant::Maybe(t, v) => Variant::Maybe(t.clone(), v.as_ref().map(|v| Box::new(v.byteswap()))),
-            Variant::Array(t, items) => Variant::Array(t.clone(), items.iter().map(Variant::byteswap).collect()),
+            Variant::Maybe(t, v) => {
+                Variant::Maybe(t.clone(), v.as_ref().map(|v| Box::new(v.byteswap())))
+            }
+            Variant::Array(t, items) => {
+                Variant::Array(t.clone(), items.iter().map(Variant::byteswap).collect())
+            }
             Variant::Tuple(items) => Variant::Tuple(items.iter().map(Variant::byteswap).collect()),
-            Variant::DictEntry(k, v) => Variant::DictEntry(Box::new(k.byteswap()), Box::new(v.byteswap())),
+            Variant::DictEntry(k, v) => {
+                Variant::DictEntry(Box::new(k.byteswap()), Box::new(v.byteswap()))
+            }
             other => other.clone(),
         }
     }
@@ -647,7 +658,7 @@ fn parse(ty: &VariantType, data: &[u8], depth: usize) -> Result<Variant> {
             }
             let mut items = Vec::new();
             if let Some(sz) = t.fixed_size() {
-                if data.len() % sz != 0 {
+                if !data.len().is_multiple_of(sz) {
                     return Err(Error::corrupted(format!(
                         "GVariant array of {t} has size {} not a multiple of {sz}",
                         data.len()
@@ -659,7 +670,7 @@ fn parse(ty: &VariantType, data: &[u8], depth: usize) -> Result<Variant> {
             } else if !data.is_empty() {
                 let w = offset_width(data.len());
                 let last_end = read_offset(data, data.len() - w, w)?;
-                if last_end > data.len() || (data.len() - last_end) % w != 0 {
+                if last_end > data.len() || !(data.len() - last_end).is_multiple_of(w) {
                     return Err(Error::corrupted("GVariant array framing is invalid"));
                 }
                 let n = (data.len() - last_end) / w;
@@ -763,7 +774,14 @@ mod tests {
 
     #[test]
     fn types_parse_and_print() {
-        for s in ["a{sv}", "(a(say)a(sayay))", "(uuua(ayay))", "(a{sv}aya(say)sstayay)", "mas", "()"] {
+        for s in [
+            "a{sv}",
+            "(a(say)a(sayay))",
+            "(uuua(ayay))",
+            "(a{sv}aya(say)sstayay)",
+            "mas",
+            "()",
+        ] {
             assert_eq!(VariantType::parse(s).unwrap().to_string(), s);
         }
         for s in ["", "a", "(s", "{vs}", "z", "ss"] {
@@ -785,10 +803,19 @@ mod tests {
         rt("()", &Variant::Tuple(vec![]));
         rt("s", &Variant::Str("hello".into()));
         rt("v", &Variant::Str("x".into()).boxed());
-        rt("(yt)", &Variant::Tuple(vec![Variant::Byte(1), Variant::U64(7)]));
-        rt("mu", &Variant::Maybe(VariantType::Uint32, Some(Box::new(Variant::U32(3)))));
+        rt(
+            "(yt)",
+            &Variant::Tuple(vec![Variant::Byte(1), Variant::U64(7)]),
+        );
+        rt(
+            "mu",
+            &Variant::Maybe(VariantType::Uint32, Some(Box::new(Variant::U32(3)))),
+        );
         rt("ms", &Variant::Maybe(VariantType::Str, None));
-        rt("ms", &Variant::Maybe(VariantType::Str, Some(Box::new(Variant::Str("a".into())))));
+        rt(
+            "ms",
+            &Variant::Maybe(VariantType::Str, Some(Box::new(Variant::Str("a".into())))),
+        );
         rt("as", &Variant::str_array(&["a", "bb", ""]));
         let big: Vec<String> = (0..300).map(|i| format!("item{i}")).collect();
         rt("as", &Variant::str_array(&big));

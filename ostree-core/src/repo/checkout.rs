@@ -107,7 +107,8 @@ fn open_beneath(root: &OwnedFd, rel: &str) -> Result<OwnedFd> {
 
 fn set_xattrs_fd(fd: impl AsFd, xattrs: &Xattrs, what: &str) -> Result<()> {
     for (k, v) in xattrs {
-        let name = std::ffi::CString::new(k.clone()).map_err(|_| Error::corrupted("xattr name with NUL"))?;
+        let name = std::ffi::CString::new(k.clone())
+            .map_err(|_| Error::corrupted("xattr name with NUL"))?;
         rustix::fs::fsetxattr(&fd, name.as_c_str(), v, rustix::fs::XattrFlags::empty())
             .ctx(|| format!("fsetxattr({}) on {what}", String::from_utf8_lossy(k)))?;
     }
@@ -115,7 +116,11 @@ fn set_xattrs_fd(fd: impl AsFd, xattrs: &Xattrs, what: &str) -> Result<()> {
 }
 
 fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
 }
 
 struct Ctx {
@@ -130,7 +135,12 @@ struct Ctx {
 
 impl Repo {
     /// Check out `commit` into `dest` (created; with a union mode it may exist).
-    pub async fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+    pub async fn checkout(
+        &self,
+        commit: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<()> {
         let c = self.load_commit(commit).await?;
         if self.is_commit_partial(commit).await? {
             return Err(Error::invalid(format!(
@@ -140,7 +150,10 @@ impl Repo {
         // Resolve the subpath.
         let (mut tree_csum, mut meta_csum) = (c.root_tree, c.root_meta);
         if let Some(sp) = opts.subpath.as_deref() {
-            let comps: Vec<&str> = sp.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+            let comps: Vec<&str> = sp
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .collect();
             for (i, comp) in comps.iter().enumerate() {
                 let dt = self.load_dirtree(&tree_csum).await?;
                 if let Some((_, t, m)) = dt.dirs.iter().find(|(n, _, _)| n == comp) {
@@ -159,15 +172,27 @@ impl Repo {
         self.checkout_tree(&tree_csum, &meta_csum, dest, opts).await
     }
 
-    async fn checkout_single_file(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
-        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    async fn checkout_single_file(
+        &self,
+        csum: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<()> {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let name = dest
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::invalid(format!("Invalid destination {}", dest.display())))?
             .to_string();
-        let root: OwnedFd = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening {}", parent.display()))?;
+        let root: OwnedFd = rustix::fs::open(
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", parent.display()))?;
         let ctx = Arc::new(self.checkout_ctx(root, parent.to_path_buf(), opts));
         let csum = *csum;
         tokio::task::spawn_blocking(move || ctx.file(&ctx.root, "", &name, &csum))
@@ -193,8 +218,17 @@ impl Repo {
     }
 
     /// Check out a dirtree/dirmeta pair into `dest`.
-    pub async fn checkout_tree(&self, tree: &Checksum, meta: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
-        let progress: Arc<dyn Progress> = opts.progress.clone().unwrap_or_else(|| Arc::new(NoProgress));
+    pub async fn checkout_tree(
+        &self,
+        tree: &Checksum,
+        meta: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<()> {
+        let progress: Arc<dyn Progress> = opts
+            .progress
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoProgress));
         // Create the destination itself.
         let root_meta = self.load_dirmeta(meta).await?;
         let did_exist = match rustix::fs::mkdir(dest, Mode::from_raw_mode(0o700)) {
@@ -202,8 +236,12 @@ impl Repo {
             Err(Errno::EXIST) if opts.overwrite != OverwriteMode::None => true,
             Err(e) => return Err(Error::io(format!("mkdirat: {}", dest.display()), e.into())),
         };
-        let root: OwnedFd = rustix::fs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening {}", dest.display()))?;
+        let root: OwnedFd = rustix::fs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", dest.display()))?;
         let ctx = Arc::new(self.checkout_ctx(root, dest.to_path_buf(), opts));
         if opts.require_hardlinks && !ctx.hardlinkable && !opts.force_copy {
             return Err(Error::invalid(if ctx.usermode_repo {
@@ -220,7 +258,12 @@ impl Repo {
         progress.phase("Checking out", 0);
         let mut dirs: Vec<DirJob> = Vec::new();
         let root_tree = self.load_dirtree(tree).await?;
-        dirs.push(DirJob { rel: String::new(), tree: root_tree, meta: root_meta, did_exist });
+        dirs.push(DirJob {
+            rel: String::new(),
+            tree: root_tree,
+            meta: root_meta,
+            did_exist,
+        });
         let mut i = 0;
         let mut nfiles = 0usize;
         while i < dirs.len() {
@@ -229,16 +272,26 @@ impl Repo {
             let subdirs = dirs[i].tree.dirs.clone();
             if !subdirs.is_empty() {
                 let parent = open_beneath(&ctx.root, &rel)?;
-                let loaded: Vec<(DirTree, DirMeta)> = futures::stream::iter(subdirs.iter().map(|(_, t, m)| {
-                    let repo = self.clone();
-                    let (t, m) = (*t, *m);
-                    async move { Ok::<_, Error>((repo.load_dirtree(&t).await?, repo.load_dirmeta(&m).await?)) }
-                }))
-                .buffered(16)
-                .try_collect()
-                .await?;
+                let loaded: Vec<(DirTree, DirMeta)> =
+                    futures::stream::iter(subdirs.iter().map(|(_, t, m)| {
+                        let repo = self.clone();
+                        let (t, m) = (*t, *m);
+                        async move {
+                            Ok::<_, Error>((
+                                repo.load_dirtree(&t).await?,
+                                repo.load_dirmeta(&m).await?,
+                            ))
+                        }
+                    }))
+                    .buffered(16)
+                    .try_collect()
+                    .await?;
                 for ((name, _, _), (dt, dm)) in subdirs.iter().zip(loaded) {
-                    let exist = match rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o700)) {
+                    let exist = match rustix::fs::mkdirat(
+                        &parent,
+                        name.as_str(),
+                        Mode::from_raw_mode(0o700),
+                    ) {
                         Ok(()) => false,
                         Err(Errno::EXIST) if opts.overwrite != OverwriteMode::None => {
                             let st = rustix::fs::statat(&parent, name.as_str(), AtFlags::empty())
@@ -247,25 +300,39 @@ impl Repo {
                                 if opts.overwrite == OverwriteMode::UnionFiles {
                                     rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty())
                                         .ctx(|| format!("unlinkat {}", join(&rel, name)))?;
-                                    rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o700))
-                                        .ctx(|| format!("mkdirat {}", join(&rel, name)))?;
+                                    rustix::fs::mkdirat(
+                                        &parent,
+                                        name.as_str(),
+                                        Mode::from_raw_mode(0o700),
+                                    )
+                                    .ctx(|| format!("mkdirat {}", join(&rel, name)))?;
                                     false
                                 } else {
-                                    return Err(Error::AlreadyExists { what: join(&rel, name) });
+                                    return Err(Error::AlreadyExists {
+                                        what: join(&rel, name),
+                                    });
                                 }
                             } else {
                                 true
                             }
                         }
                         Err(e) => {
-                            return Err(Error::io(format!("mkdirat: {}", join(&rel, name)), e.into()));
+                            return Err(Error::io(
+                                format!("mkdirat: {}", join(&rel, name)),
+                                e.into(),
+                            ));
                         }
                     };
                     if !exist && opts.mode == CheckoutMode::None && !dm.xattrs.is_empty() {
                         let fd = open_beneath(&ctx.root, &join(&rel, name))?;
                         set_xattrs_fd(&fd, &dm.xattrs, &join(&rel, name))?;
                     }
-                    dirs.push(DirJob { rel: join(&rel, name), tree: dt, meta: dm, did_exist: exist });
+                    dirs.push(DirJob {
+                        rel: join(&rel, name),
+                        tree: dt,
+                        meta: dm,
+                        did_exist: exist,
+                    });
                 }
             }
             i += 1;
@@ -279,7 +346,10 @@ impl Repo {
                 chunks.push((d.rel.clone(), c.to_vec()));
             }
         }
-        let par = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2) + 1;
+        let par = std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(2)
+            + 1;
         futures::stream::iter(chunks.into_iter().map(|(rel, files)| {
             let ctx = ctx.clone();
             let progress = progress.clone();
@@ -308,11 +378,12 @@ impl Repo {
                     continue;
                 }
                 let fd = open_beneath(&ctx2.root, &d.rel)?;
-                let mode = if ctx2.repo.mode() == RepoMode::BareUserOnly || ctx2.opts.bareuseronly_dirs {
-                    (d.meta.mode & 0o775) | S_IFDIR
-                } else {
-                    d.meta.mode
-                };
+                let mode =
+                    if ctx2.repo.mode() == RepoMode::BareUserOnly || ctx2.opts.bareuseronly_dirs {
+                        (d.meta.mode & 0o775) | S_IFDIR
+                    } else {
+                        d.meta.mode
+                    };
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
                     .ctx(|| format!("fchmod {}", d.rel))?;
                 if ctx2.opts.mode == CheckoutMode::None {
@@ -325,8 +396,14 @@ impl Repo {
                 }
                 if !ctx2.opts.force_copy {
                     let ts = rustix::fs::Timestamps {
-                        last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
-                        last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: 0 },
+                        last_access: rustix::fs::Timespec {
+                            tv_sec: 0,
+                            tv_nsec: rustix::fs::UTIME_OMIT,
+                        },
+                        last_modification: rustix::fs::Timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        },
                     };
                     rustix::fs::futimens(&fd, &ts).ctx(|| format!("futimens {}", d.rel))?;
                 }
@@ -367,7 +444,9 @@ impl Ctx {
             let is_link_obj = st.st_mode & S_IFMT == crate::objects::S_IFLNK;
             let unreadable_user = self.opts.mode == CheckoutMode::User && st.st_mode & 0o400 == 0;
             let bare_user_symlink = self.usermode_repo && self.is_symlink_object(&key, &st)?;
-            if st.st_size > 0 && !unreadable_user && !bare_user_symlink || (is_link_obj && !self.usermode_repo) {
+            if st.st_size > 0 && !unreadable_user && !bare_user_symlink
+                || (is_link_obj && !self.usermode_repo)
+            {
                 match self.link(&src, dfd, rel, name) {
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
@@ -429,12 +508,21 @@ impl Ctx {
                     if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
                         Ok(true)
                     } else {
-                        Err(Error::AlreadyExists { what: join(rel, name) })
+                        Err(Error::AlreadyExists {
+                            what: join(rel, name),
+                        })
                     }
                 }
             },
-            Err(Errno::MLINK) | Err(Errno::XDEV) | Err(Errno::PERM) if !self.opts.require_hardlinks => Ok(false),
-            Err(e) => Err(Error::io(format!("Hardlinking {} to {}", src.display(), join(rel, name)), e.into())),
+            Err(Errno::MLINK) | Err(Errno::XDEV) | Err(Errno::PERM)
+                if !self.opts.require_hardlinks =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(
+                format!("Hardlinking {} to {}", src.display(), join(rel, name)),
+                e.into(),
+            )),
         }
     }
 
@@ -443,7 +531,9 @@ impl Ctx {
         let k = *key;
         let obj = self.rt.block_on(async move { store.get(&k).await })?;
         let ObjectRead::Content(content) = obj else {
-            return Err(Error::corrupted(format!("object {key} is not a content object")));
+            return Err(Error::corrupted(format!(
+                "object {key} is not a content object"
+            )));
         };
         let meta: FileMeta = content.meta;
         let what = join(rel, name);
@@ -453,7 +543,10 @@ impl Ctx {
                 Ok(()) => {}
                 Err(Errno::EXIST) => match self.opts.overwrite {
                     OverwriteMode::None => {
-                        return Err(Error::io(format!("symlinkat: {what}"), std::io::Error::from_raw_os_error(libc::EEXIST)));
+                        return Err(Error::io(
+                            format!("symlinkat: {what}"),
+                            std::io::Error::from_raw_os_error(libc::EEXIST),
+                        ));
                     }
                     OverwriteMode::AddFiles => return Ok(()),
                     OverwriteMode::UnionFiles => {
@@ -462,17 +555,23 @@ impl Ctx {
                         } else {
                             match rustix::fs::unlinkat(dfd, name, AtFlags::empty()) {
                                 Ok(()) | Err(Errno::NOENT) => {}
-                                Err(e) => return Err(Error::io(format!("unlinkat({name})"), e.into())),
+                                Err(e) => {
+                                    return Err(Error::io(format!("unlinkat({name})"), e.into()));
+                                }
                             }
                         }
-                        rustix::fs::symlinkat(target, dfd, name).ctx(|| format!("symlinkat: {what}"))?;
+                        rustix::fs::symlinkat(target, dfd, name)
+                            .ctx(|| format!("symlinkat: {what}"))?;
                     }
                     OverwriteMode::UnionIdentical => {
                         let cur = rustix::fs::readlinkat(dfd, name, Vec::new()).ok();
                         if cur.as_ref().map(|c| c.as_bytes()) == Some(target.as_bytes()) {
                             return Ok(());
                         }
-                        return Err(Error::io(format!("symlinkat: {what}"), std::io::Error::from_raw_os_error(libc::EEXIST)));
+                        return Err(Error::io(
+                            format!("symlinkat: {what}"),
+                            std::io::Error::from_raw_os_error(libc::EEXIST),
+                        ));
                     }
                 },
                 Err(e) => return Err(Error::io(format!("symlinkat: {what}"), e.into())),
@@ -488,7 +587,8 @@ impl Ctx {
                 .ctx(|| format!("fchownat {what}"))?;
                 for (k, v) in &meta.xattrs {
                     let p = self.root_path.join(&what);
-                    let n = std::ffi::CString::new(k.clone()).map_err(|_| Error::corrupted("xattr name with NUL"))?;
+                    let n = std::ffi::CString::new(k.clone())
+                        .map_err(|_| Error::corrupted("xattr name with NUL"))?;
                     rustix::fs::lsetxattr(&p, n.as_c_str(), v, rustix::fs::XattrFlags::empty())
                         .ctx(|| format!("lsetxattr {what}"))?;
                 }
@@ -496,7 +596,11 @@ impl Ctx {
             return Ok(());
         }
         // Regular file: write into a temporary name, then move into place.
-        let tmp = format!(".{name}.ostree-tmp-{}-{}", std::process::id(), rand_suffix());
+        let tmp = format!(
+            ".{name}.ostree-tmp-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        );
         let fd: OwnedFd = rustix::fs::openat(
             dfd,
             tmp.as_str(),
@@ -507,11 +611,16 @@ impl Ctx {
         let res = (|| -> Result<()> {
             let mut f = std::fs::File::from(fd);
             let mut reader = content.body.into_reader();
-            let n = std::io::copy(&mut reader, &mut f).map_err(|e| Error::io(format!("writing {what}"), e))?;
+            let n = std::io::copy(&mut reader, &mut f)
+                .map_err(|e| Error::io(format!("writing {what}"), e))?;
             if n != content.size {
-                return Err(Error::corrupted(format!("object {key} has {n} bytes, expected {}", content.size)));
+                return Err(Error::corrupted(format!(
+                    "object {key} has {n} bytes, expected {}",
+                    content.size
+                )));
             }
-            f.flush().map_err(|e| Error::io(format!("writing {what}"), e))?;
+            f.flush()
+                .map_err(|e| Error::io(format!("writing {what}"), e))?;
             let mut mode = meta.mode & 0o7777;
             if self.opts.mode == CheckoutMode::None {
                 rustix::fs::fchown(
@@ -529,7 +638,8 @@ impl Ctx {
             }
             rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).ctx(|| format!("fchmod {what}"))?;
             if self.opts.fsync {
-                f.sync_all().map_err(|e| Error::io(format!("fsync {what}"), e))?;
+                f.sync_all()
+                    .map_err(|e| Error::io(format!("fsync {what}"), e))?;
             }
             Ok(())
         })();
@@ -545,7 +655,13 @@ impl Ctx {
                 }
                 r => r,
             },
-            _ => rustix::fs::renameat_with(dfd, tmp.as_str(), dfd, name, rustix::fs::RenameFlags::NOREPLACE),
+            _ => rustix::fs::renameat_with(
+                dfd,
+                tmp.as_str(),
+                dfd,
+                name,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ),
         };
         match placed {
             Ok(()) => Ok(()),
@@ -557,17 +673,25 @@ impl Ctx {
                         // Compare content with what exists.
                         let store = self.repo.store().clone();
                         let k = *key;
-                        let existing = std::fs::read(self.root_path.join(&what)).map_err(|e| Error::io(format!("reading {what}"), e))?;
-                        let obj = self.rt.block_on(async move { store.get(&k).await })?.into_content()?;
+                        let existing = std::fs::read(self.root_path.join(&what))
+                            .map_err(|e| Error::io(format!("reading {what}"), e))?;
+                        let obj = self
+                            .rt
+                            .block_on(async move { store.get(&k).await })?
+                            .into_content()?;
                         let mut want = Vec::new();
-                        std::io::copy(&mut obj.body.into_reader(), &mut want).map_err(|e| Error::io("reading object", e))?;
+                        std::io::copy(&mut obj.body.into_reader(), &mut want)
+                            .map_err(|e| Error::io("reading object", e))?;
                         if want == existing {
                             Ok(())
                         } else {
                             Err(Error::AlreadyExists { what })
                         }
                     }
-                    _ => Err(Error::io(format!("Copy checkout of {} to {name}: File exists", key.checksum), std::io::Error::from_raw_os_error(libc::EEXIST))),
+                    _ => Err(Error::io(
+                        format!("Copy checkout of {} to {name}: File exists", key.checksum),
+                        std::io::Error::from_raw_os_error(libc::EEXIST),
+                    )),
                 }
             }
             Err(e) => {
@@ -591,11 +715,16 @@ fn remove_all_at(dfd: &OwnedFd, name: &str) -> Result<()> {
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
         Err(e) => return Err(Error::io(format!("unlinkat {name}"), e.into())),
     }
-    let sub: OwnedFd = rustix::fs::openat(dfd, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .ctx(|| format!("opening {name}"))?;
+    let sub: OwnedFd = rustix::fs::openat(
+        dfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {name}"))?;
     let mut names = Vec::new();
-    let mut dir = rustix::fs::Dir::read_from(&sub).ctx(|| format!("reading {name}"))?;
-    while let Some(ent) = dir.next() {
+    let dir = rustix::fs::Dir::read_from(&sub).ctx(|| format!("reading {name}"))?;
+    for ent in dir {
         let ent = ent.ctx(|| format!("reading {name}"))?;
         let n = ent.file_name().to_string_lossy().into_owned();
         if n != "." && n != ".." {

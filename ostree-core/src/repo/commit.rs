@@ -108,7 +108,11 @@ impl MutableTree {
 
     /// A tree standing for an existing dirtree/dirmeta pair, loaded only when modified.
     pub fn from_existing(tree: Checksum, meta: Checksum) -> Self {
-        MutableTree { meta: Some(meta), lazy: Some(tree), ..Default::default() }
+        MutableTree {
+            meta: Some(meta),
+            lazy: Some(tree),
+            ..Default::default()
+        }
     }
 
     async fn ensure_loaded(&mut self, repo: &Repo) -> Result<()> {
@@ -127,7 +131,9 @@ impl MutableTree {
     /// Add or replace a file (error if a directory has that name).
     pub fn replace_file(&mut self, name: &str, csum: Checksum) -> Result<()> {
         if self.dirs.contains_key(name) {
-            return Err(Error::invalid(format!("Can't replace directory with file: {name}")));
+            return Err(Error::invalid(format!(
+                "Can't replace directory with file: {name}"
+            )));
         }
         self.files.insert(name.to_string(), csum);
         Ok(())
@@ -136,7 +142,9 @@ impl MutableTree {
     /// Get or create a subdirectory (error if a file has that name).
     pub fn ensure_dir(&mut self, name: &str) -> Result<&mut MutableTree> {
         if self.files.contains_key(name) {
-            return Err(Error::invalid(format!("Can't replace file with directory: {name}")));
+            return Err(Error::invalid(format!(
+                "Can't replace file with directory: {name}"
+            )));
         }
         Ok(self.dirs.entry(name.to_string()).or_default())
     }
@@ -196,7 +204,8 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
     };
     let mut out = Vec::new();
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = std::ffi::CString::new(name).map_err(|_| Error::corrupted("xattr name with NUL"))?;
+        let cname =
+            std::ffi::CString::new(name).map_err(|_| Error::corrupted("xattr name with NUL"))?;
         let mut val = vec![0u8; 256];
         let vn = loop {
             match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut val) {
@@ -208,7 +217,11 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
                 Err(rustix::io::Errno::NODATA) => break usize::MAX,
                 Err(e) => {
                     return Err(Error::io(
-                        format!("getxattr {} {}", path.display(), String::from_utf8_lossy(name)),
+                        format!(
+                            "getxattr {} {}",
+                            path.display(),
+                            String::from_utf8_lossy(name)
+                        ),
                         e.into(),
                     ));
                 }
@@ -224,13 +237,21 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
 }
 
 fn join_rel(parent: &str, name: &str) -> String {
-    if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") }
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
 impl Scanner<'_> {
     /// Apply filter then canonicalization; `None` = skipped.
     fn apply(&self, rel: &str, md: &std::fs::Metadata) -> Option<EntryInfo> {
-        let mut info = EntryInfo { uid: md.uid(), gid: md.gid(), mode: md.mode() };
+        let mut info = EntryInfo {
+            uid: md.uid(),
+            gid: md.gid(),
+            mode: md.mode(),
+        };
         if let Some(f) = &self.modifier.filter
             && f(rel, &mut info) == FilterResult::Skip
         {
@@ -249,11 +270,20 @@ impl Scanner<'_> {
     }
 
     fn xattrs(&self, path: &Path) -> Result<Xattrs> {
-        if self.skip_xattrs { Ok(Vec::new()) } else { read_xattrs(path) }
+        if self.skip_xattrs {
+            Ok(Vec::new())
+        } else {
+            read_xattrs(path)
+        }
     }
 
     fn scan_dir(&mut self, path: &Path, rel: &str, info: EntryInfo) -> Result<ScanDir> {
-        let meta = DirMeta { uid: info.uid, gid: info.gid, mode: info.mode, xattrs: self.xattrs(path)? };
+        let meta = DirMeta {
+            uid: info.uid,
+            gid: info.gid,
+            mode: info.mode,
+            xattrs: self.xattrs(path)?,
+        };
         let rd = std::fs::read_dir(path).map_err(|e| Error::io_path("opendir", path, e))?;
         let mut entries = Vec::new();
         for ent in rd {
@@ -267,9 +297,12 @@ impl Scanner<'_> {
             })?;
             let child = path.join(name);
             let child_rel = join_rel(rel, name);
-            let md = std::fs::symlink_metadata(&child).map_err(|e| Error::io_path("stat", &child, e))?;
+            let md =
+                std::fs::symlink_metadata(&child).map_err(|e| Error::io_path("stat", &child, e))?;
             let ft = md.file_type();
-            let Some(info) = self.apply(&child_rel, &md) else { continue };
+            let Some(info) = self.apply(&child_rel, &md) else {
+                continue;
+            };
             if ft.is_dir() {
                 let d = self.scan_dir(&child, &child_rel, info)?;
                 entries.push((name.to_string(), ScanKind::Dir(Box::new(d))));
@@ -278,15 +311,25 @@ impl Scanner<'_> {
                 let xattrs = self.xattrs(&child)?;
                 self.jobs.push(FileJob {
                     path: child,
-                    meta: FileMeta { uid: info.uid, gid: info.gid, mode: info.mode, symlink_target: None, xattrs },
+                    meta: FileMeta {
+                        uid: info.uid,
+                        gid: info.gid,
+                        mode: info.mode,
+                        symlink_target: None,
+                        xattrs,
+                    },
                     size: md.len(),
                     devino,
                 });
                 entries.push((name.to_string(), ScanKind::File(self.jobs.len() - 1)));
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&child).map_err(|e| Error::io_path("readlink", &child, e))?;
+                let target = std::fs::read_link(&child)
+                    .map_err(|e| Error::io_path("readlink", &child, e))?;
                 let target = target.into_os_string().into_string().map_err(|_| {
-                    Error::invalid(format!("Invalid symlink target (not UTF-8): {}", child.display()))
+                    Error::invalid(format!(
+                        "Invalid symlink target (not UTF-8): {}",
+                        child.display()
+                    ))
                 })?;
                 let xattrs = self.xattrs(&child)?;
                 let meta = FileMeta {
@@ -296,7 +339,8 @@ impl Scanner<'_> {
                     symlink_target: Some(target),
                     xattrs,
                 };
-                meta.validate().map_err(|e| Error::invalid(format!("{}: {e}", child.display())))?;
+                meta.validate()
+                    .map_err(|e| Error::invalid(format!("{}: {e}", child.display())))?;
                 entries.push((name.to_string(), ScanKind::Symlink(meta)));
             } else {
                 return Err(Error::invalid(format!(
@@ -315,7 +359,9 @@ fn hash_file(job: &FileJob, buf: &mut [u8]) -> Result<Checksum> {
     let mut f = std::fs::File::open(&job.path).map_err(|e| Error::io_path("open", &job.path, e))?;
     let mut total = 0u64;
     loop {
-        let n = f.read(buf).map_err(|e| Error::io_path("read", &job.path, e))?;
+        let n = f
+            .read(buf)
+            .map_err(|e| Error::io_path("read", &job.path, e))?;
         if n == 0 {
             break;
         }
@@ -351,7 +397,10 @@ fn hash_all(jobs: &[FileJob], progress: &dyn Progress) -> Result<Vec<Checksum>> 
         }
     }
     let todo: Vec<usize> = (0..n).filter(|i| alias[*i].is_none()).collect();
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2).min(todo.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(2)
+        .min(todo.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Vec<Result<Vec<(usize, Checksum)>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -371,7 +420,10 @@ fn hash_all(jobs: &[FileJob], progress: &dyn Progress) -> Result<Vec<Checksum>> 
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Other("hashing thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Other("hashing thread panicked".into())))
+            })
             .collect()
     });
     for r in results {
@@ -390,7 +442,10 @@ fn hash_all(jobs: &[FileJob], progress: &dyn Progress) -> Result<Vec<Checksum>> 
 
 /// Parallelism for object writes.
 fn write_concurrency() -> usize {
-    std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2) * 2
+    std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(2)
+        * 2
 }
 
 impl Repo {
@@ -413,7 +468,10 @@ impl Repo {
         stats: &mut CommitStats,
     ) -> Result<()> {
         let (canonical, skip_xattrs) = self.effective_modifier(modifier);
-        let progress: Arc<dyn Progress> = modifier.progress.clone().unwrap_or_else(|| Arc::new(NoProgress));
+        let progress: Arc<dyn Progress> = modifier
+            .progress
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoProgress));
         let dir = dir.to_path_buf();
         let m2 = modifier.clone();
         let p2 = progress.clone();
@@ -421,13 +479,23 @@ impl Repo {
         let (scan, jobs, sums) = tokio::task::spawn_blocking(move || -> Result<_> {
             let md = std::fs::metadata(&dir).map_err(|e| Error::io_path("opendir", &dir, e))?;
             if !md.is_dir() {
-                return Err(Error::invalid(format!("Not a directory: {}", dir.display())));
+                return Err(Error::invalid(format!(
+                    "Not a directory: {}",
+                    dir.display()
+                )));
             }
-            let mut sc = Scanner { modifier: &m2, skip_xattrs, canonical, jobs: Vec::new() };
+            let mut sc = Scanner {
+                modifier: &m2,
+                skip_xattrs,
+                canonical,
+                jobs: Vec::new(),
+            };
             p2.phase("Scanning", 0);
-            let root_info = sc
-                .apply("/", &md)
-                .unwrap_or(EntryInfo { uid: md.uid(), gid: md.gid(), mode: md.mode() });
+            let root_info = sc.apply("/", &md).unwrap_or(EntryInfo {
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode(),
+            });
             let scan = sc.scan_dir(&dir, "/", root_info)?;
             let jobs = sc.jobs;
             p2.phase("Hashing", jobs.len() as u64);
@@ -438,16 +506,26 @@ impl Repo {
         .map_err(|e| Error::Other(format!("commit worker failed: {e}")))??;
 
         // Which content objects are missing?
-        let mut keys: Vec<ObjectKey> = sums.iter().map(|c| ObjectKey::new(*c, ObjectType::File)).collect();
+        let mut keys: Vec<ObjectKey> = sums
+            .iter()
+            .map(|c| ObjectKey::new(*c, ObjectType::File))
+            .collect();
         let mut symlinks: Vec<(Checksum, FileMeta)> = Vec::new();
         collect_symlinks(&scan, &mut symlinks)?;
-        keys.extend(symlinks.iter().map(|(c, _)| ObjectKey::new(*c, ObjectType::File)));
+        keys.extend(
+            symlinks
+                .iter()
+                .map(|(c, _)| ObjectKey::new(*c, ObjectType::File)),
+        );
         stats.content_objects_total += keys.len() as u64;
-        let mut uniq: Vec<(ObjectKey, usize)> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-        uniq.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut uniq: Vec<(ObjectKey, usize)> =
+            keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        uniq.sort_unstable_by_key(|a| a.0);
         uniq.dedup_by(|a, b| a.0 == b.0);
         let store = self.store().clone();
-        let present = store.has_many(&uniq.iter().map(|(k, _)| *k).collect::<Vec<_>>()).await?;
+        let present = store
+            .has_many(&uniq.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+            .await?;
         let missing: Vec<usize> = uniq
             .iter()
             .zip(present)
@@ -461,12 +539,20 @@ impl Repo {
             let store = store.clone();
             let key = keys[i];
             let jobs = jobs.clone();
-            let symlink = if i >= njobs { Some(symlinks[i - njobs].1.clone()) } else { None };
+            let symlink = if i >= njobs {
+                Some(symlinks[i - njobs].1.clone())
+            } else {
+                None
+            };
             let progress = progress.clone();
             async move {
                 let (w, size) = match symlink {
                     Some(meta) => (
-                        ObjectWrite::Content { meta, size: 0, source: ContentSource::Bytes(Bytes::new()) },
+                        ObjectWrite::Content {
+                            meta,
+                            size: 0,
+                            source: ContentSource::Bytes(Bytes::new()),
+                        },
                         0,
                     ),
                     None => {
@@ -493,7 +579,8 @@ impl Repo {
 
         // Dirmetas are small: write them as we merge.
         let mut sym_iter = symlinks.into_iter().map(|(c, _)| c);
-        self.merge_scan(scan, mtree, &sums, &mut sym_iter, stats).await
+        self.merge_scan(scan, mtree, &sums, &mut sym_iter, stats)
+            .await
     }
 
     async fn merge_scan(
@@ -505,12 +592,17 @@ impl Repo {
         stats: &mut CommitStats,
     ) -> Result<()> {
         mtree.ensure_loaded(self).await?;
-        mtree.meta = Some(self.write_meta_object(ObjectType::DirMeta, scan.meta.to_bytes(), stats).await?);
+        mtree.meta = Some(
+            self.write_meta_object(ObjectType::DirMeta, scan.meta.to_bytes(), stats)
+                .await?,
+        );
         for (name, kind) in scan.entries {
             match kind {
                 ScanKind::File(i) => mtree.replace_file(&name, sums[i])?,
                 ScanKind::Symlink(_) => {
-                    let c = symlinks.next().ok_or_else(|| Error::Other("symlink bookkeeping".into()))?;
+                    let c = symlinks
+                        .next()
+                        .ok_or_else(|| Error::Other("symlink bookkeeping".into()))?;
                     mtree.replace_file(&name, c)?
                 }
                 ScanKind::Dir(d) => {
@@ -523,24 +615,40 @@ impl Repo {
     }
 
     /// Store a metadata object if missing; returns its checksum.
-    pub async fn write_meta_object(&self, ty: ObjectType, bytes: Vec<u8>, stats: &mut CommitStats) -> Result<Checksum> {
+    pub async fn write_meta_object(
+        &self,
+        ty: ObjectType,
+        bytes: Vec<u8>,
+        stats: &mut CommitStats,
+    ) -> Result<Checksum> {
         let c = Checksum::of(&bytes);
         let key = ObjectKey::new(c, ty);
         stats.metadata_objects_total += 1;
         if !self.store().has(&key).await? {
-            self.store().put(&key, ObjectWrite::Meta(Bytes::from(bytes))).await?;
+            self.store()
+                .put(&key, ObjectWrite::Meta(Bytes::from(bytes)))
+                .await?;
             stats.metadata_objects_written += 1;
         }
         Ok(c)
     }
 
     /// Overlay the tree of an existing commit (`--tree=ref=`) into `mtree`.
-    pub async fn write_commit_tree_to_mtree(&self, commit: &Checksum, mtree: &mut MutableTree) -> Result<()> {
+    pub async fn write_commit_tree_to_mtree(
+        &self,
+        commit: &Checksum,
+        mtree: &mut MutableTree,
+    ) -> Result<()> {
         let c = self.load_commit(commit).await?;
         self.overlay_tree(c.root_tree, c.root_meta, mtree).await
     }
 
-    async fn overlay_tree(&self, tree: Checksum, meta: Checksum, mtree: &mut MutableTree) -> Result<()> {
+    async fn overlay_tree(
+        &self,
+        tree: Checksum,
+        meta: Checksum,
+        mtree: &mut MutableTree,
+    ) -> Result<()> {
         if mtree.files.is_empty() && mtree.dirs.is_empty() && mtree.lazy.is_none() {
             *mtree = MutableTree::from_existing(tree, meta);
             return Ok(());
@@ -559,13 +667,23 @@ impl Repo {
     }
 
     /// Write the dirtree/dirmeta objects of `mtree` bottom-up; returns (tree, meta) of its root.
-    pub async fn write_mtree(&self, mtree: &MutableTree, stats: &mut CommitStats) -> Result<(Checksum, Checksum)> {
+    pub async fn write_mtree(
+        &self,
+        mtree: &MutableTree,
+        stats: &mut CommitStats,
+    ) -> Result<(Checksum, Checksum)> {
         let meta = match mtree.meta {
             Some(m) => m,
             None => {
                 // A directory created implicitly gets ostree's default 0755 root:root dirmeta.
-                let dm = DirMeta { uid: 0, gid: 0, mode: S_IFDIR | 0o755, xattrs: vec![] };
-                self.write_meta_object(ObjectType::DirMeta, dm.to_bytes(), stats).await?
+                let dm = DirMeta {
+                    uid: 0,
+                    gid: 0,
+                    mode: S_IFDIR | 0o755,
+                    xattrs: vec![],
+                };
+                self.write_meta_object(ObjectType::DirMeta, dm.to_bytes(), stats)
+                    .await?
             }
         };
         if let Some(t) = mtree.lazy {
@@ -579,33 +697,49 @@ impl Repo {
             let (t, m) = Box::pin(self.write_mtree(sub, stats)).await?;
             tree.dirs.push((n.clone(), t, m));
         }
-        let t = self.write_meta_object(ObjectType::DirTree, tree.to_bytes(), stats).await?;
+        let t = self
+            .write_meta_object(ObjectType::DirTree, tree.to_bytes(), stats)
+            .await?;
         Ok((t, meta))
     }
 
     /// Write a commit object pointing at a root tree. Detached metadata, if given, is written
     /// alongside. Not durable until [`Repo::commit_transaction`].
-    pub async fn write_commit(&self, commit: &Commit, detached: Option<&Metadata>, stats: &mut CommitStats) -> Result<Checksum> {
-        let c = self.write_meta_object(ObjectType::Commit, commit.to_bytes(), stats).await?;
+    pub async fn write_commit(
+        &self,
+        commit: &Commit,
+        detached: Option<&Metadata>,
+        stats: &mut CommitStats,
+    ) -> Result<Checksum> {
+        let c = self
+            .write_meta_object(ObjectType::Commit, commit.to_bytes(), stats)
+            .await?;
         if let Some(md) = detached {
             let key = ObjectKey::new(c, ObjectType::CommitMeta);
             self.store().delete(&key).await?;
-            self.store().put(&key, ObjectWrite::Meta(Bytes::from(md.to_bytes()))).await?;
+            self.store()
+                .put(&key, ObjectWrite::Meta(Bytes::from(md.to_bytes())))
+                .await?;
         }
         Ok(c)
     }
 
     /// Make everything written so far durable, then move `refs` (compare-and-swap against the
     /// value each ref had when the transaction started).
-    pub async fn commit_transaction(&self, refs: &[(Option<String>, String, RefExpect, Option<Checksum>)]) -> Result<()> {
+    pub async fn commit_transaction(
+        &self,
+        refs: &[(Option<String>, String, RefExpect, Option<Checksum>)],
+    ) -> Result<()> {
         self.store().sync().await?;
         for (remote, name, expect, value) in refs {
-            self.update_ref(remote.as_deref(), name, *expect, *value).await.map_err(|e| match e {
-                Error::Precondition { .. } => Error::Other(format!(
-                    "ref {name} was changed by someone else during this operation"
-                )),
-                e => e,
-            })?;
+            self.update_ref(remote.as_deref(), name, *expect, *value)
+                .await
+                .map_err(|e| match e {
+                    Error::Precondition { .. } => Error::Other(format!(
+                        "ref {name} was changed by someone else during this operation"
+                    )),
+                    e => e,
+                })?;
         }
         Ok(())
     }
@@ -614,7 +748,10 @@ impl Repo {
 fn collect_symlinks(d: &ScanDir, out: &mut Vec<(Checksum, FileMeta)>) -> Result<()> {
     for (_, k) in &d.entries {
         match k {
-            ScanKind::Symlink(meta) => out.push((crate::objects::content_checksum(meta, std::io::empty())?, meta.clone())),
+            ScanKind::Symlink(meta) => out.push((
+                crate::objects::content_checksum(meta, std::io::empty())?,
+                meta.clone(),
+            )),
             ScanKind::Dir(sub) => collect_symlinks(sub, out)?,
             ScanKind::File(_) => {}
         }

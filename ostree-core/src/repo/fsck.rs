@@ -27,7 +27,10 @@ pub struct FsckOptions {
 
 impl std::fmt::Debug for FsckOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FsckOptions").field("delete", &self.delete).field("all", &self.all).finish()
+        f.debug_struct("FsckOptions")
+            .field("delete", &self.delete)
+            .field("all", &self.all)
+            .finish()
     }
 }
 
@@ -87,7 +90,10 @@ impl Repo {
 
     /// Run fsck over the whole repository.
     pub async fn fsck(&self, opts: &FsckOptions) -> Result<FsckReport> {
-        let progress: Arc<dyn Progress> = opts.progress.clone().unwrap_or_else(|| Arc::new(NoProgress));
+        let progress: Arc<dyn Progress> = opts
+            .progress
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoProgress));
         let mut report = FsckReport::default();
         // Each ref's commit must exist and verify.
         for (refspec, c) in self.list_refs(None).await? {
@@ -124,31 +130,38 @@ impl Repo {
         let mut parents: HashMap<ObjectKey, Vec<Checksum>> = HashMap::new();
         let mut missing_meta: BTreeMap<ObjectKey, Vec<Checksum>> = BTreeMap::new();
         for c in &commits {
-            self.collect_reachable(c, &mut parents, &mut missing_meta).await?;
+            self.collect_reachable(c, &mut parents, &mut missing_meta)
+                .await?;
         }
         let mut keys: Vec<ObjectKey> = parents.keys().copied().collect();
         keys.sort();
         progress.phase("fsck objects", keys.len() as u64);
         report.objects_checked = keys.len();
-        let par = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2) * 2;
-        let results: Vec<(ObjectKey, Result<()>)> = futures::stream::iter(keys.into_iter().map(|k| {
-            let repo = self.clone();
-            let progress = progress.clone();
-            async move {
-                let r = repo.fsck_object(&k).await;
-                progress.inc(1);
-                (k, r)
-            }
-        }))
-        .buffered(par)
-        .collect()
-        .await;
+        let par = std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(2)
+            * 2;
+        let results: Vec<(ObjectKey, Result<()>)> =
+            futures::stream::iter(keys.into_iter().map(|k| {
+                let repo = self.clone();
+                let progress = progress.clone();
+                async move {
+                    let r = repo.fsck_object(&k).await;
+                    progress.inc(1);
+                    (k, r)
+                }
+            }))
+            .buffered(par)
+            .collect()
+            .await;
         progress.finish();
 
         let mut to_mark: Vec<Checksum> = Vec::new();
         for (key, cs) in missing_meta {
             to_mark.extend(cs.iter().copied());
-            report.problems.push(FsckProblem::Missing { key, commits: cs });
+            report
+                .problems
+                .push(FsckProblem::Missing { key, commits: cs });
         }
         for (key, r) in results {
             let Err(e) = r else { continue };
@@ -157,7 +170,9 @@ impl Repo {
                 if key.ty != ObjectType::Commit {
                     to_mark.extend(cs.iter().copied());
                 }
-                report.problems.push(FsckProblem::Missing { key, commits: cs });
+                report
+                    .problems
+                    .push(FsckProblem::Missing { key, commits: cs });
                 continue;
             }
             let prefix = if cs.is_empty() {
@@ -174,9 +189,17 @@ impl Repo {
                 if key.ty != ObjectType::Commit {
                     to_mark.extend(cs.iter().copied());
                 }
-                report.problems.push(FsckProblem::Corrupted { key, message, deleted: true });
+                report.problems.push(FsckProblem::Corrupted {
+                    key,
+                    message,
+                    deleted: true,
+                });
             } else if opts.all {
-                report.problems.push(FsckProblem::Corrupted { key, message, deleted: false });
+                report.problems.push(FsckProblem::Corrupted {
+                    key,
+                    message,
+                    deleted: false,
+                });
             } else {
                 return Err(Error::Corrupted(message));
             }
@@ -186,7 +209,10 @@ impl Repo {
         for c in to_mark {
             if !self.is_commit_partial(&c).await? {
                 self.store()
-                    .write_file(&format!("state/{c}.commitpartial"), bytes::Bytes::from_static(b"f"))
+                    .write_file(
+                        &format!("state/{c}.commitpartial"),
+                        bytes::Bytes::from_static(b"f"),
+                    )
                     .await?;
                 report.marked_partial.push(c);
             }
@@ -262,7 +288,9 @@ pub fn verify_object(key: &ObjectKey, obj: ObjectRead) -> Result<()> {
                         Metadata::from_bytes(&bytes)?;
                         return Ok(());
                     }
-                    ObjectType::File => return Err(Error::corrupted("content object stored as metadata")),
+                    ObjectType::File => {
+                        return Err(Error::corrupted("content object stored as metadata"));
+                    }
                 }
                 check(key.ty, &key.checksum, &Checksum::of(&bytes))
             })();

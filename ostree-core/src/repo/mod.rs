@@ -57,7 +57,10 @@ impl Repo {
 
     /// Create (or open, if it already exists) a repository in `mode`.
     pub async fn create(url: &Url, mode: RepoMode, opts: OpenOptions) -> Result<Repo> {
-        let opts = OpenOptions { create: Some(mode), ..opts };
+        let opts = OpenOptions {
+            create: Some(mode),
+            ..opts
+        };
         Self::open(url, opts).await
     }
 
@@ -68,7 +71,13 @@ impl Repo {
             .await?
             .ok_or_else(|| Error::not_found(format!("No config found in repository {url}")))?;
         let config = RepoConfig::parse(&text)?;
-        Ok(Repo { inner: Arc::new(Inner { store, url, config: RwLock::new(config) }) })
+        Ok(Repo {
+            inner: Arc::new(Inner {
+                store,
+                url,
+                config: RwLock::new(config),
+            }),
+        })
     }
 
     /// The storage backend.
@@ -88,12 +97,19 @@ impl Repo {
 
     /// A copy of the current configuration.
     pub fn config(&self) -> RepoConfig {
-        self.inner.config.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.inner
+            .config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Replace the configuration (written atomically).
     pub async fn write_config(&self, cfg: RepoConfig) -> Result<()> {
-        self.inner.store.write_file("config", Bytes::from(cfg.to_text())).await?;
+        self.inner
+            .store
+            .write_file("config", Bytes::from(cfg.to_text()))
+            .await?;
         match self.inner.config.write() {
             Ok(mut g) => *g = cfg,
             Err(p) => *p.into_inner() = cfg,
@@ -108,7 +124,9 @@ impl Repo {
 
     /// True when xattrs are disabled for this repo (`core.disable-xattrs`).
     pub fn disable_xattrs(&self) -> bool {
-        self.config().core_bool("disable-xattrs", false).unwrap_or(false)
+        self.config()
+            .core_bool("disable-xattrs", false)
+            .unwrap_or(false)
     }
 
     // ------------------------------------------------------------------ objects
@@ -135,19 +153,22 @@ impl Repo {
     /// Load and decode a commit.
     pub async fn load_commit(&self, csum: &Checksum) -> Result<Commit> {
         let b = self.load_meta(ObjectType::Commit, csum).await?;
-        Commit::from_bytes(&b).map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))
+        Commit::from_bytes(&b)
+            .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))
     }
 
     /// Load and decode a dirtree.
     pub async fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree> {
         let b = self.load_meta(ObjectType::DirTree, csum).await?;
-        DirTree::from_bytes(&b).map_err(|e| Error::corrupted(format!("Corrupted dirtree object {csum}: {e}")))
+        DirTree::from_bytes(&b)
+            .map_err(|e| Error::corrupted(format!("Corrupted dirtree object {csum}: {e}")))
     }
 
     /// Load and decode a dirmeta.
     pub async fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta> {
         let b = self.load_meta(ObjectType::DirMeta, csum).await?;
-        DirMeta::from_bytes(&b).map_err(|e| Error::corrupted(format!("Corrupted dirmeta object {csum}: {e}")))
+        DirMeta::from_bytes(&b)
+            .map_err(|e| Error::corrupted(format!("Corrupted dirmeta object {csum}: {e}")))
     }
 
     /// Detached metadata of a commit, if any.
@@ -161,11 +182,21 @@ impl Repo {
     }
 
     /// Replace (or remove, with `None`) a commit's detached metadata.
-    pub async fn write_commit_detached_metadata(&self, csum: &Checksum, md: Option<&Metadata>) -> Result<()> {
+    pub async fn write_commit_detached_metadata(
+        &self,
+        csum: &Checksum,
+        md: Option<&Metadata>,
+    ) -> Result<()> {
         let key = ObjectKey::new(*csum, ObjectType::CommitMeta);
         self.inner.store.delete(&key).await?;
         if let Some(md) = md {
-            self.inner.store.put(&key, crate::store::ObjectWrite::Meta(Bytes::from(md.to_bytes()))).await?;
+            self.inner
+                .store
+                .put(
+                    &key,
+                    crate::store::ObjectWrite::Meta(Bytes::from(md.to_bytes())),
+                )
+                .await?;
         }
         self.inner.store.sync().await
     }

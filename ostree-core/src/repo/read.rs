@@ -23,12 +23,22 @@ impl Repo {
     }
 
     /// Resolve `path` under a dirtree/dirmeta pair.
-    pub async fn lookup_in_tree(&self, tree: Checksum, meta: Checksum, path: &str) -> Result<TreeEntry> {
+    pub async fn lookup_in_tree(
+        &self,
+        tree: Checksum,
+        meta: Checksum,
+        path: &str,
+    ) -> Result<TreeEntry> {
         let mut cur = TreeEntry::Dir(tree, meta);
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let comps: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         for comp in comps.iter() {
             let TreeEntry::Dir(t, _) = cur else {
-                return Err(Error::not_found(format!("No such file or directory: {path}")));
+                return Err(Error::not_found(format!(
+                    "No such file or directory: {path}"
+                )));
             };
             let dt = self.load_dirtree(&t).await?;
             if let Some((_, st, sm)) = dt.dirs.iter().find(|(n, _, _)| n == comp) {
@@ -36,7 +46,9 @@ impl Repo {
             } else if let Some((_, f)) = dt.files.iter().find(|(n, _)| n == comp) {
                 cur = TreeEntry::File(*f);
             } else {
-                return Err(Error::not_found(format!("No such file or directory: {path}")));
+                return Err(Error::not_found(format!(
+                    "No such file or directory: {path}"
+                )));
             }
         }
         Ok(cur)
@@ -47,7 +59,9 @@ impl Repo {
         let key = ObjectKey::new(*csum, ObjectType::File);
         match self.store().get(&key).await {
             Ok(o) => o.into_content(),
-            Err(e) if e.is_not_found() => Err(Error::not_found(format!("Couldn't find file object '{csum}'"))),
+            Err(e) if e.is_not_found() => Err(Error::not_found(format!(
+                "Couldn't find file object '{csum}'"
+            ))),
             Err(e) => Err(e),
         }
     }

@@ -107,12 +107,17 @@ impl Repo {
             return Ok(Some(c));
         }
         if let Some(base) = rev.strip_suffix('^') {
-            let parent_of = Box::pin(self.resolve_rev_ext(base, allow_noent, fallback_remote)).await?;
-            let Some(parent_of) = parent_of else { return Ok(None) };
+            let parent_of =
+                Box::pin(self.resolve_rev_ext(base, allow_noent, fallback_remote)).await?;
+            let Some(parent_of) = parent_of else {
+                return Ok(None);
+            };
             let commit = self.load_commit(&parent_of).await?;
             return match commit.parent {
                 Some(p) => Ok(Some(p)),
-                None => Err(Error::not_found(format!("Commit {parent_of} has no parent"))),
+                None => Err(Error::not_found(format!(
+                    "Commit {parent_of} has no parent"
+                ))),
             };
         }
         let (remote, name) = parse_refspec(rev)?;
@@ -154,7 +159,9 @@ impl Repo {
     pub async fn resolve_partial_checksum(&self, prefix: &str) -> Result<Option<Checksum>> {
         if prefix.is_empty()
             || prefix.len() >= 64
-            || !prefix.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            || !prefix
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         {
             return Ok(None);
         }
@@ -201,7 +208,12 @@ impl Repo {
     }
 
     /// Set (or delete with `None`) a local or remote ref, unconditionally.
-    pub async fn set_ref(&self, remote: Option<&str>, name: &str, value: Option<Checksum>) -> Result<()> {
+    pub async fn set_ref(
+        &self,
+        remote: Option<&str>,
+        name: &str,
+        value: Option<Checksum>,
+    ) -> Result<()> {
         if let Some(r) = remote {
             validate_remote_name(r)?;
         }
@@ -241,7 +253,10 @@ mod tests {
         for bad in ["", "/a", "a/", "a//b", "-a", ".a", "a b", "a:b", "a/../b"] {
             assert!(validate_ref_name(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_refspec("origin:main").unwrap(), (Some("origin".into()), "main".into()));
+        assert_eq!(
+            parse_refspec("origin:main").unwrap(),
+            (Some("origin".into()), "main".into())
+        );
         assert_eq!(parse_refspec("main").unwrap(), (None, "main".into()));
         assert!(parse_refspec("a:b:c").is_err());
     }
