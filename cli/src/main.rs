@@ -1,0 +1,122 @@
+//! `ostree`: a drop-in, pure-Rust replacement for the ostree 2022.7 command line.
+//!
+//! * [`opts`]: GOption-compatible option parsing and help rendering, [`opts::Invocation`];
+//! * [`commands`]: the command tree, dispatch and the texts ostree prints around it;
+//! * [`progress`]: terminal progress bars;
+//! * [`plugins`]: links the plugin crates;
+//! * [`builtins`]: the command implementations.
+
+mod builtins;
+// The framework is an API for `builtins`: parts of it wait for their first handler.
+#[allow(dead_code)]
+mod commands;
+#[allow(dead_code)]
+mod opts;
+mod plugins;
+#[allow(dead_code)]
+mod progress;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::os::unix::process::CommandExt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use commands::Outcome;
+use opts::{Exit, Invocation, eprint_text};
+
+fn main() {
+    restore_sigpipe();
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let argv: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+
+    if let Some(ext) = commands::lookup_external(&argv) {
+        exec_external(&ext, &raw);
+    }
+
+    let code = match commands::dispatch(&argv) {
+        Outcome::Exit(code) => code,
+        Outcome::Error(e) => {
+            print_error(&e);
+            1
+        }
+        Outcome::Run(handler, inv) => run(handler, *inv),
+    };
+    exit(code);
+}
+
+/// Runs a handler on a multi-thread runtime and turns its result into an exit status.
+fn run(handler: commands::Handler, inv: Invocation) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            print_error(&anyhow::Error::new(e).context("starting the async runtime"));
+            return 1;
+        }
+    };
+    let result = rt.block_on(handler(inv));
+    // The runtime is not dropped: `exit` ends the process without waiting for stray tasks.
+    std::mem::forget(rt);
+    match result {
+        Ok(()) => 0,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => *code,
+            None => {
+                print_error(&e);
+                1
+            }
+        },
+    }
+}
+
+fn exit(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+/// `ot_get_red_start()` and friends: escape sequences when stdout is a terminal.
+fn colors() -> (&'static str, &'static str, &'static str, &'static str) {
+    if std::io::stdout().is_terminal() {
+        ("\x1b[31m", "\x1b[1m", "\x1b[0m", "\x1b[22m")
+    } else {
+        ("", "", "", "")
+    }
+}
+
+/// `ostree_main`'s error line: `error: <message>` (the causes joined with `: `).
+fn print_error(e: &anyhow::Error) {
+    let (red, bold, bold_end, red_end) = colors();
+    eprint_text(&format!("{red}{bold}error:{bold_end}{red_end} {e:#}\n"));
+}
+
+/// `ostree_command_exec_external`: replaces the process with the extension, passing the
+/// whole command line (the verb included) with the extension as `argv[0]`.
+fn exec_external(program: &str, raw: &[OsString]) -> ! {
+    let err = std::process::Command::new(program)
+        .arg0(program)
+        .args(raw.iter().skip(1))
+        .exec();
+    let (red, bold, bold_end, red_end) = colors();
+    eprint_text(&format!(
+        "{red}{bold}error:{bold_end}{red_end}: Executing {program}: {}\n",
+        commands::strerror(&err)
+    ));
+    exit(1)
+}
+
+/// Rust starts programs with `SIGPIPE` ignored, so writing to a closed pipe would fail (and
+/// `print!` panic). Like the C ostree, die from `SIGPIPE` instead: the handler runs the
+/// default action, and exec'd extensions get the default disposition back.
+fn restore_sigpipe() {
+    let _ = signal_hook::flag::register_conditional_default(
+        signal_hook::consts::SIGPIPE,
+        Arc::new(AtomicBool::new(true)),
+    );
+}

@@ -1,0 +1,6 @@
+//! Plugin crates linked into the binary. Each is named once so that the linker keeps it and
+//! its `inventory` records (storage backends…) reach `ostree_core::registry`; a crate that
+//! is never named is not linked, and its plugins silently vanish.
+
+use ostree_backend_fs as _;
+use ostree_backend_object_store as _;
