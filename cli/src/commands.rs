@@ -204,1654 +204,457 @@ pub const PATH_BOOTED: &str = "/run/ostree-booted";
 const SU: AdminFlags = AdminFlags::SUPERUSER;
 const SU_UNLOCKED: AdminFlags = AdminFlags::SUPERUSER.with(AdminFlags::UNLOCKED);
 
-/// `-v/--verbose`, `--version`: added to every command.
-pub const GLOBAL: &[OptEntry] = &[
-    o(
-        "verbose",
-        'v',
-        NONE,
-        "Print debug information during command processing",
-        "",
-    ),
-    o(
-        "version",
-        '\0',
-        NONE,
-        "Print version information and exit",
-        "",
-    ),
-];
+/// The option tables, one entry per line as in upstream's sources.
+#[rustfmt::skip]
+mod tables {
+    use super::*;
 
-const REPO: &[OptEntry] = &[o(
-    "repo",
-    '\0',
-    FILENAME,
-    "Path to OSTree repository (defaults to current directory or /sysroot/ostree/repo)",
-    "PATH",
-)];
+    /// `-v/--verbose`, `--version`: added to every command.
+    pub const GLOBAL: &[OptEntry] = &[
+        o("verbose", 'v', NONE, "Print debug information during command processing", ""),
+        o("version", '\0', NONE, "Print version information and exit", ""),
+    ];
 
-const ADMIN_GLOBAL: &[OptEntry] = &[
-    o("print-current-dir", '\0', NONE, "", "").hidden(),
-    o(
-        "sysroot",
-        '\0',
-        FILENAME,
-        "Create a new OSTree sysroot at PATH",
-        "PATH",
-    ),
-];
+    pub(super) const REPO: &[OptEntry] = &[
+        o("repo", '\0', FILENAME, "Path to OSTree repository (defaults to current directory or /sysroot/ostree/repo)", "PATH"),
+    ];
 
-const CAT: &[OptEntry] = &[];
+    pub(super) const ADMIN_GLOBAL: &[OptEntry] = &[
+        o("print-current-dir", '\0', NONE, "", "").hidden(),
+        o("sysroot", '\0', FILENAME, "Create a new OSTree sysroot at PATH", "PATH"),
+    ];
 
-const CHECKOUT: &[OptEntry] = &[
-    o(
-        "user-mode",
-        'U',
-        NONE,
-        "Do not change file ownership or initialize extended attributes",
-        "",
-    ),
-    o(
-        "disable-cache",
-        '\0',
-        NONE,
-        "Do not update or use the internal repository uncompressed object cache",
-        "",
-    ),
-    o(
-        "subpath",
-        '\0',
-        FILENAME,
-        "Checkout sub-directory PATH",
-        "PATH",
-    ),
-    o(
-        "union",
-        '\0',
-        NONE,
-        "Keep existing directories, overwrite existing files",
-        "",
-    ),
-    o(
-        "union-add",
-        '\0',
-        NONE,
-        "Keep existing files/directories, only add new",
-        "",
-    ),
-    o(
-        "union-identical",
-        '\0',
-        NONE,
-        "When layering checkouts, error out if a file would be replaced with a different version, but add new files and directories",
-        "",
-    ),
-    o(
-        "whiteouts",
-        '\0',
-        NONE,
-        "Process 'whiteout' (Docker style) entries",
-        "",
-    ),
-    o(
-        "process-passthrough-whiteouts",
-        '\0',
-        NONE,
-        "Enable overlayfs whiteout extraction into char 0:0 devices",
-        "",
-    ),
-    o(
-        "allow-noent",
-        '\0',
-        NONE,
-        "Do nothing if specified path does not exist",
-        "",
-    ),
-    o(
-        "from-stdin",
-        '\0',
-        NONE,
-        "Process many checkouts from standard input",
-        "",
-    ),
-    o(
-        "from-file",
-        '\0',
-        STRING,
-        "Process many checkouts from input file",
-        "FILE",
-    ),
-    o(
-        "fsync",
-        '\0',
-        FSYNC_CB,
-        "Specify how to invoke fsync()",
-        "POLICY",
-    ),
-    o(
-        "require-hardlinks",
-        'H',
-        NONE,
-        "Do not fall back to full copies if hardlinking fails",
-        "",
-    ),
-    o(
-        "force-copy-zerosized",
-        'z',
-        NONE,
-        "Do not hardlink zero-sized files",
-        "",
-    )
-    .hidden(),
-    o(
-        "force-copy",
-        'C',
-        NONE,
-        "Never hardlink (but may reflink if available)",
-        "",
-    ),
-    o(
-        "bareuseronly-dirs",
-        'M',
-        NONE,
-        "Suppress mode bits outside of 0775 for directories (suid, world writable, etc.)",
-        "",
-    ),
-    o(
-        "skip-list",
-        '\0',
-        FILENAME,
-        "File containing list of files to skip",
-        "FILE",
-    ),
-    o(
-        "selinux-policy",
-        '\0',
-        FILENAME,
-        "Set SELinux labels based on policy in root filesystem PATH (may be /); implies --force-copy",
-        "PATH",
-    ),
-    o(
-        "selinux-prefix",
-        '\0',
-        STRING,
-        "When setting SELinux labels, prefix all paths by PREFIX",
-        "PREFIX",
-    ),
-];
+    pub(super) const CAT: &[OptEntry] = &[
+    ];
 
-const CHECKSUM: &[OptEntry] = &[o(
-    "ignore-xattrs",
-    '\0',
-    NONE,
-    "Don't include xattrs in checksum",
-    "",
-)];
+    pub(super) const CHECKOUT: &[OptEntry] = &[
+        o("user-mode", 'U', NONE, "Do not change file ownership or initialize extended attributes", ""),
+        o("disable-cache", '\0', NONE, "Do not update or use the internal repository uncompressed object cache", ""),
+        o("subpath", '\0', FILENAME, "Checkout sub-directory PATH", "PATH"),
+        o("union", '\0', NONE, "Keep existing directories, overwrite existing files", ""),
+        o("union-add", '\0', NONE, "Keep existing files/directories, only add new", ""),
+        o("union-identical", '\0', NONE, "When layering checkouts, error out if a file would be replaced with a different version, but add new files and directories", ""),
+        o("whiteouts", '\0', NONE, "Process 'whiteout' (Docker style) entries", ""),
+        o("process-passthrough-whiteouts", '\0', NONE, "Enable overlayfs whiteout extraction into char 0:0 devices", ""),
+        o("allow-noent", '\0', NONE, "Do nothing if specified path does not exist", ""),
+        o("from-stdin", '\0', NONE, "Process many checkouts from standard input", ""),
+        o("from-file", '\0', STRING, "Process many checkouts from input file", "FILE"),
+        o("fsync", '\0', FSYNC_CB, "Specify how to invoke fsync()", "POLICY"),
+        o("require-hardlinks", 'H', NONE, "Do not fall back to full copies if hardlinking fails", ""),
+        o("force-copy-zerosized", 'z', NONE, "Do not hardlink zero-sized files", "").hidden(),
+        o("force-copy", 'C', NONE, "Never hardlink (but may reflink if available)", ""),
+        o("bareuseronly-dirs", 'M', NONE, "Suppress mode bits outside of 0775 for directories (suid, world writable, etc.)", ""),
+        o("skip-list", '\0', FILENAME, "File containing list of files to skip", "FILE"),
+        o("selinux-policy", '\0', FILENAME, "Set SELinux labels based on policy in root filesystem PATH (may be /); implies --force-copy", "PATH"),
+        o("selinux-prefix", '\0', STRING, "When setting SELinux labels, prefix all paths by PREFIX", "PREFIX"),
+    ];
 
-const COMMIT: &[OptEntry] = &[
-    o(
-        "parent",
-        '\0',
-        STRING,
-        "Parent commit checksum, or \"none\"",
-        "COMMIT",
-    ),
-    o("subject", 's', STRING, "One line subject", "SUBJECT"),
-    o("body", 'm', STRING, "Full description", "BODY"),
-    o(
-        "body-file",
-        'F',
-        FILENAME,
-        "Commit message from FILE path",
-        "FILE",
-    ),
-    o(
-        "editor",
-        'e',
-        NONE,
-        "Use an editor to write the commit message",
-        "",
-    ),
-    o("branch", 'b', STRING, "Branch", "BRANCH"),
-    o(
-        "orphan",
-        '\0',
-        NONE,
-        "Create a commit without writing a ref",
-        "",
-    ),
-    o(
-        "no-bindings",
-        '\0',
-        NONE,
-        "Do not write any ref bindings",
-        "",
-    ),
-    o(
-        "bind-ref",
-        '\0',
-        STRING_ARRAY,
-        "Add a ref to ref binding commit metadata",
-        "BRANCH",
-    ),
-    o(
-        "base",
-        '\0',
-        STRING,
-        "Start from the given commit as a base (no modifiers apply)",
-        "REV",
-    ),
-    o(
-        "tree",
-        '\0',
-        STRING_ARRAY,
-        "Overlay the given argument as a tree",
-        "dir=PATH or tar=TARFILE or ref=COMMIT",
-    ),
-    o(
-        "add-metadata-string",
-        '\0',
-        STRING_ARRAY,
-        "Add a key/value pair to metadata",
-        "KEY=VALUE",
-    ),
-    o(
-        "add-metadata",
-        '\0',
-        STRING_ARRAY,
-        "Add a key/value pair to metadata, where the KEY is a string, and VALUE is in GVariant Text Format",
-        "KEY=VALUE",
-    ),
-    o(
-        "keep-metadata",
-        '\0',
-        STRING_ARRAY,
-        "Keep metadata KEY and its associated VALUE from parent",
-        "KEY",
-    ),
-    o(
-        "add-detached-metadata-string",
-        '\0',
-        STRING_ARRAY,
-        "Add a key/value pair to detached metadata",
-        "KEY=VALUE",
-    ),
-    o("owner-uid", '\0', INT, "Set file ownership user id", "UID"),
-    o("owner-gid", '\0', INT, "Set file ownership group id", "GID"),
-    o(
-        "canonical-permissions",
-        '\0',
-        NONE,
-        "Canonicalize permissions in the same way bare-user does for hardlinked files",
-        "",
-    ),
-    o(
-        "bootable",
-        '\0',
-        NONE,
-        "Flag this commit as a bootable OSTree (e.g. contains a Linux kernel)",
-        "",
-    ),
-    o(
-        "mode-ro-executables",
-        '\0',
-        NONE,
-        "Ensure executable files are not writable",
-        "",
-    ),
-    o(
-        "no-xattrs",
-        '\0',
-        NONE,
-        "Do not import extended attributes",
-        "",
-    ),
-    o(
-        "selinux-policy",
-        '\0',
-        FILENAME,
-        "Set SELinux labels based on policy in root filesystem PATH (may be /)",
-        "PATH",
-    ),
-    o(
-        "selinux-policy-from-base",
-        'P',
-        NONE,
-        "Set SELinux labels based on first --tree argument",
-        "",
-    ),
-    o(
-        "link-checkout-speedup",
-        '\0',
-        NONE,
-        "Optimize for commits of trees composed of hardlinks into the repository",
-        "",
-    ),
-    o(
-        "devino-canonical",
-        'I',
-        NONE,
-        "Assume hardlinked objects are unmodified.  Implies --link-checkout-speedup",
-        "",
-    ),
-    o(
-        "tar-autocreate-parents",
-        '\0',
-        NONE,
-        "When loading tar archives, automatically create parent directories as needed",
-        "",
-    ),
-    o(
-        "tar-pathname-filter",
-        '\0',
-        STRING,
-        "When loading tar archives, use REGEX,REPLACEMENT against path names",
-        "REGEX,REPLACEMENT",
-    ),
-    o(
-        "skip-if-unchanged",
-        '\0',
-        NONE,
-        "If the contents are unchanged from previous commit, do nothing",
-        "",
-    ),
-    o(
-        "statoverride",
-        '\0',
-        FILENAME,
-        "File containing list of modifications to make to permissions",
-        "PATH",
-    ),
-    o(
-        "skip-list",
-        '\0',
-        FILENAME,
-        "File containing list of files to skip",
-        "PATH",
-    ),
-    o(
-        "consume",
-        '\0',
-        NONE,
-        "Consume (delete) content after commit (for local directories)",
-        "",
-    ),
-    o(
-        "table-output",
-        '\0',
-        NONE,
-        "Output more information in a KEY: VALUE format",
-        "",
-    ),
-    o(
-        "gpg-sign",
-        '\0',
-        STRING_ARRAY,
-        "GPG Key ID to sign the commit with",
-        "KEY-ID",
-    ),
-    o(
-        "gpg-homedir",
-        '\0',
-        FILENAME,
-        "GPG Homedir to use when looking for keyrings",
-        "HOMEDIR",
-    ),
-    o("sign", '\0', STRING_ARRAY, "Sign the commit with", "KEY_ID"),
-    o(
-        "sign-type",
-        '\0',
-        STRING,
-        "Signature type to use (defaults to 'ed25519')",
-        "NAME",
-    ),
-    o(
-        "generate-sizes",
-        '\0',
-        NONE,
-        "Generate size information along with commit metadata",
-        "",
-    ),
-    o("disable-fsync", '\0', NONE, "Do not invoke fsync()", "").hidden(),
-    o(
-        "fsync",
-        '\0',
-        FSYNC_CB,
-        "Specify how to invoke fsync()",
-        "POLICY",
-    ),
-    o(
-        "timestamp",
-        '\0',
-        STRING,
-        "Override the timestamp of the commit",
-        "TIMESTAMP",
-    ),
-];
+    pub(super) const CHECKSUM: &[OptEntry] = &[
+        o("ignore-xattrs", '\0', NONE, "Don't include xattrs in checksum", ""),
+    ];
 
-const CONFIG: &[OptEntry] = &[o("group", '\0', STRING, "Group name", "")];
+    pub(super) const COMMIT: &[OptEntry] = &[
+        o("parent", '\0', STRING, "Parent commit checksum, or \"none\"", "COMMIT"),
+        o("subject", 's', STRING, "One line subject", "SUBJECT"),
+        o("body", 'm', STRING, "Full description", "BODY"),
+        o("body-file", 'F', FILENAME, "Commit message from FILE path", "FILE"),
+        o("editor", 'e', NONE, "Use an editor to write the commit message", ""),
+        o("branch", 'b', STRING, "Branch", "BRANCH"),
+        o("orphan", '\0', NONE, "Create a commit without writing a ref", ""),
+        o("no-bindings", '\0', NONE, "Do not write any ref bindings", ""),
+        o("bind-ref", '\0', STRING_ARRAY, "Add a ref to ref binding commit metadata", "BRANCH"),
+        o("base", '\0', STRING, "Start from the given commit as a base (no modifiers apply)", "REV"),
+        o("tree", '\0', STRING_ARRAY, "Overlay the given argument as a tree", "dir=PATH or tar=TARFILE or ref=COMMIT"),
+        o("add-metadata-string", '\0', STRING_ARRAY, "Add a key/value pair to metadata", "KEY=VALUE"),
+        o("add-metadata", '\0', STRING_ARRAY, "Add a key/value pair to metadata, where the KEY is a string, and VALUE is in GVariant Text Format", "KEY=VALUE"),
+        o("keep-metadata", '\0', STRING_ARRAY, "Keep metadata KEY and its associated VALUE from parent", "KEY"),
+        o("add-detached-metadata-string", '\0', STRING_ARRAY, "Add a key/value pair to detached metadata", "KEY=VALUE"),
+        o("owner-uid", '\0', INT, "Set file ownership user id", "UID"),
+        o("owner-gid", '\0', INT, "Set file ownership group id", "GID"),
+        o("canonical-permissions", '\0', NONE, "Canonicalize permissions in the same way bare-user does for hardlinked files", ""),
+        o("bootable", '\0', NONE, "Flag this commit as a bootable OSTree (e.g. contains a Linux kernel)", ""),
+        o("mode-ro-executables", '\0', NONE, "Ensure executable files are not writable", ""),
+        o("no-xattrs", '\0', NONE, "Do not import extended attributes", ""),
+        o("selinux-policy", '\0', FILENAME, "Set SELinux labels based on policy in root filesystem PATH (may be /)", "PATH"),
+        o("selinux-policy-from-base", 'P', NONE, "Set SELinux labels based on first --tree argument", ""),
+        o("link-checkout-speedup", '\0', NONE, "Optimize for commits of trees composed of hardlinks into the repository", ""),
+        o("devino-canonical", 'I', NONE, "Assume hardlinked objects are unmodified.  Implies --link-checkout-speedup", ""),
+        o("tar-autocreate-parents", '\0', NONE, "When loading tar archives, automatically create parent directories as needed", ""),
+        o("tar-pathname-filter", '\0', STRING, "When loading tar archives, use REGEX,REPLACEMENT against path names", "REGEX,REPLACEMENT"),
+        o("skip-if-unchanged", '\0', NONE, "If the contents are unchanged from previous commit, do nothing", ""),
+        o("statoverride", '\0', FILENAME, "File containing list of modifications to make to permissions", "PATH"),
+        o("skip-list", '\0', FILENAME, "File containing list of files to skip", "PATH"),
+        o("consume", '\0', NONE, "Consume (delete) content after commit (for local directories)", ""),
+        o("table-output", '\0', NONE, "Output more information in a KEY: VALUE format", ""),
+        o("gpg-sign", '\0', STRING_ARRAY, "GPG Key ID to sign the commit with", "KEY-ID"),
+        o("gpg-homedir", '\0', FILENAME, "GPG Homedir to use when looking for keyrings", "HOMEDIR"),
+        o("sign", '\0', STRING_ARRAY, "Sign the commit with", "KEY_ID"),
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("generate-sizes", '\0', NONE, "Generate size information along with commit metadata", ""),
+        o("disable-fsync", '\0', NONE, "Do not invoke fsync()", "").hidden(),
+        o("fsync", '\0', FSYNC_CB, "Specify how to invoke fsync()", "POLICY"),
+        o("timestamp", '\0', STRING, "Override the timestamp of the commit", "TIMESTAMP"),
+    ];
 
-const DIFF: &[OptEntry] = &[
-    o("stats", '\0', NONE, "Print various statistics", ""),
-    o("fs-diff", '\0', NONE, "Print filesystem diff", ""),
-    o(
-        "no-xattrs",
-        '\0',
-        NONE,
-        "Skip output of extended attributes",
-        "",
-    ),
-    o(
-        "owner-uid",
-        '\0',
-        INT,
-        "Use file ownership user id for local files",
-        "UID",
-    ),
-    o(
-        "owner-gid",
-        '\0',
-        INT,
-        "Use file ownership group id for local files",
-        "GID",
-    ),
-];
+    pub(super) const CONFIG: &[OptEntry] = &[
+        o("group", '\0', STRING, "Group name", ""),
+    ];
 
-const EXPORT: &[OptEntry] = &[
-    o(
-        "no-xattrs",
-        '\0',
-        NONE,
-        "Skip output of extended attributes",
-        "",
-    ),
-    o(
-        "subpath",
-        '\0',
-        FILENAME,
-        "Checkout sub-directory PATH",
-        "PATH",
-    ),
-    o(
-        "prefix",
-        '\0',
-        FILENAME,
-        "Add PATH as prefix to archive pathnames",
-        "PATH",
-    ),
-    o("output", 'o', FILENAME, "Output to PATH ", "PATH"),
-];
+    pub(super) const DIFF: &[OptEntry] = &[
+        o("stats", '\0', NONE, "Print various statistics", ""),
+        o("fs-diff", '\0', NONE, "Print filesystem diff", ""),
+        o("no-xattrs", '\0', NONE, "Skip output of extended attributes", ""),
+        o("owner-uid", '\0', INT, "Use file ownership user id for local files", "UID"),
+        o("owner-gid", '\0', INT, "Use file ownership group id for local files", "GID"),
+    ];
 
-const FIND_REMOTES: &[OptEntry] = &[
-    o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
-    o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
-    o(
-        "finders",
-        '\0',
-        STRING,
-        "Use the specified comma separated list of finders (e.g. config,lan,mount)",
-        "FINDERS",
-    ),
-    o(
-        "pull",
-        '\0',
-        NONE,
-        "Pull the updates after finding them",
-        "",
-    ),
-    o(
-        "mirror",
-        '\0',
-        NONE,
-        "Do a mirror pull (see ostree pull --mirror)",
-        "",
-    ),
-];
+    pub(super) const EXPORT: &[OptEntry] = &[
+        o("no-xattrs", '\0', NONE, "Skip output of extended attributes", ""),
+        o("subpath", '\0', FILENAME, "Checkout sub-directory PATH", "PATH"),
+        o("prefix", '\0', FILENAME, "Add PATH as prefix to archive pathnames", "PATH"),
+        o("output", 'o', FILENAME, "Output to PATH ", "PATH"),
+    ];
 
-const CREATE_USB: &[OptEntry] = &[
-    o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
-    o(
-        "destination-repo",
-        '\0',
-        FILENAME,
-        "Use custom repository directory within the mount",
-        "DEST",
-    ),
-    o(
-        "commit",
-        '\0',
-        STRING,
-        "Pull a specific commit (only works when a single ref is specified)",
-        "COMMIT",
-    ),
-];
+    pub(super) const FIND_REMOTES: &[OptEntry] = &[
+        o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
+        o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
+        o("finders", '\0', STRING, "Use the specified comma separated list of finders (e.g. config,lan,mount)", "FINDERS"),
+        o("pull", '\0', NONE, "Pull the updates after finding them", ""),
+        o("mirror", '\0', NONE, "Do a mirror pull (see ostree pull --mirror)", ""),
+    ];
 
-const FSCK: &[OptEntry] = &[
-    o(
-        "add-tombstones",
-        '\0',
-        NONE,
-        "Add tombstones for missing commits",
-        "",
-    ),
-    o("quiet", 'q', NONE, "Only print error messages", ""),
-    o("all", 'a', NONE, "Don't stop on first error", ""),
-    o("delete", '\0', NONE, "Remove corrupted objects", ""),
-    o("verify-bindings", '\0', NONE, "Verify ref bindings", ""),
-    o(
-        "verify-back-refs",
-        '\0',
-        NONE,
-        "Verify back-references (implies --verify-bindings)",
-        "",
-    ),
-];
+    pub(super) const CREATE_USB: &[OptEntry] = &[
+        o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
+        o("destination-repo", '\0', FILENAME, "Use custom repository directory within the mount", "DEST"),
+        o("commit", '\0', STRING, "Pull a specific commit (only works when a single ref is specified)", "COMMIT"),
+    ];
 
-const GPG_SIGN: &[OptEntry] = &[
-    o(
-        "delete",
-        'd',
-        NONE,
-        "Delete signatures having any of the GPG KEY-IDs",
-        "",
-    ),
-    o(
-        "gpg-homedir",
-        '\0',
-        FILENAME,
-        "GPG Homedir to use when looking for keyrings",
-        "HOMEDIR",
-    ),
-];
+    pub(super) const FSCK: &[OptEntry] = &[
+        o("add-tombstones", '\0', NONE, "Add tombstones for missing commits", ""),
+        o("quiet", 'q', NONE, "Only print error messages", ""),
+        o("all", 'a', NONE, "Don't stop on first error", ""),
+        o("delete", '\0', NONE, "Remove corrupted objects", ""),
+        o("verify-bindings", '\0', NONE, "Verify ref bindings", ""),
+        o("verify-back-refs", '\0', NONE, "Verify back-references (implies --verify-bindings)", ""),
+    ];
 
-const INIT: &[OptEntry] = &[
-    o(
-        "mode",
-        '\0',
-        STRING,
-        "Initialize repository in given mode (bare, bare-user, bare-user-only, archive)",
-        "",
-    ),
-    o(
-        "collection-id",
-        '\0',
-        STRING,
-        "Globally unique ID for this repository as an collection of refs for redistribution to other repositories",
-        "COLLECTION-ID",
-    ),
-];
+    pub(super) const GPG_SIGN: &[OptEntry] = &[
+        o("delete", 'd', NONE, "Delete signatures having any of the GPG KEY-IDs", ""),
+        o("gpg-homedir", '\0', FILENAME, "GPG Homedir to use when looking for keyrings", "HOMEDIR"),
+    ];
 
-const LOG: &[OptEntry] = &[o("raw", '\0', NONE, "Show raw variant data", "")];
+    pub(super) const INIT: &[OptEntry] = &[
+        o("mode", '\0', STRING, "Initialize repository in given mode (bare, bare-user, bare-user-only, archive)", ""),
+        o("collection-id", '\0', STRING, "Globally unique ID for this repository as an collection of refs for redistribution to other repositories", "COLLECTION-ID"),
+    ];
 
-const LS: &[OptEntry] = &[
-    o(
-        "dironly",
-        'd',
-        NONE,
-        "Do not recurse into directory arguments",
-        "",
-    ),
-    o("recursive", 'R', NONE, "Print directories recursively", ""),
-    o("checksum", 'C', NONE, "Print checksum", ""),
-    o("xattrs", 'X', NONE, "Print extended attributes", ""),
-    o(
-        "nul-filenames-only",
-        '\0',
-        NONE,
-        "Print only filenames, NUL separated",
-        "",
-    ),
-];
+    pub(super) const LOG: &[OptEntry] = &[
+        o("raw", '\0', NONE, "Show raw variant data", ""),
+    ];
 
-const PRUNE: &[OptEntry] = &[
-    o(
-        "no-prune",
-        '\0',
-        NONE,
-        "Only display unreachable objects; don't delete",
-        "",
-    ),
-    o(
-        "refs-only",
-        '\0',
-        NONE,
-        "Only compute reachability via refs",
-        "",
-    ),
-    o(
-        "depth",
-        '\0',
-        INT,
-        "Only traverse DEPTH parents for each commit (default: -1=infinite)",
-        "DEPTH",
-    ),
-    o(
-        "delete-commit",
-        '\0',
-        STRING,
-        "Specify a commit to delete",
-        "COMMIT",
-    ),
-    o(
-        "keep-younger-than",
-        '\0',
-        STRING,
-        "Prune all commits older than the specified date",
-        "DATE",
-    ),
-    o(
-        "static-deltas-only",
-        '\0',
-        NONE,
-        "Change the behavior of delete-commit and keep-younger-than to prune only static deltas",
-        "",
-    ),
-    o(
-        "retain-branch-depth",
-        '\0',
-        STRING_ARRAY,
-        "Additionally retain BRANCH=DEPTH commits",
-        "BRANCH=DEPTH",
-    ),
-    o(
-        "only-branch",
-        '\0',
-        STRING_ARRAY,
-        "Only prune BRANCH (may be specified multiple times)",
-        "BRANCH",
-    ),
-    o(
-        "commit-only",
-        '\0',
-        NONE,
-        "Only traverse and delete commit objects.",
-        "",
-    ),
-];
+    pub(super) const LS: &[OptEntry] = &[
+        o("dironly", 'd', NONE, "Do not recurse into directory arguments", ""),
+        o("recursive", 'R', NONE, "Print directories recursively", ""),
+        o("checksum", 'C', NONE, "Print checksum", ""),
+        o("xattrs", 'X', NONE, "Print extended attributes", ""),
+        o("nul-filenames-only", '\0', NONE, "Print only filenames, NUL separated", ""),
+    ];
 
-const PULL_LOCAL: &[OptEntry] = &[
-    o(
-        "commit-metadata-only",
-        '\0',
-        NONE,
-        "Fetch only the commit metadata",
-        "",
-    ),
-    o("remote", '\0', STRING, "Add REMOTE to refspec", "REMOTE"),
-    o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
-    o(
-        "per-object-fsync",
-        '\0',
-        NONE,
-        "Perform writes in such a way that avoids stalling concurrent processes",
-        "",
-    ),
-    o(
-        "untrusted",
-        '\0',
-        NONE,
-        "Verify checksums of local sources (always enabled for HTTP pulls)",
-        "",
-    ),
-    o(
-        "bareuseronly-files",
-        '\0',
-        NONE,
-        "Reject regular files with mode outside of 0775 (world writable, suid, etc.)",
-        "",
-    ),
-    o(
-        "require-static-deltas",
-        '\0',
-        NONE,
-        "Require static deltas",
-        "",
-    ),
-    o(
-        "gpg-verify",
-        '\0',
-        NONE,
-        "GPG verify commits (must specify --remote)",
-        "",
-    ),
-    o(
-        "gpg-verify-summary",
-        '\0',
-        NONE,
-        "GPG verify summary (must specify --remote)",
-        "",
-    ),
-    o(
-        "disable-verify-bindings",
-        '\0',
-        NONE,
-        "Do not verify commit bindings",
-        "",
-    ),
-    o(
-        "depth",
-        '\0',
-        INT,
-        "Traverse DEPTH parents (-1=infinite) (default: 0)",
-        "DEPTH",
-    ),
-];
+    pub(super) const PRUNE: &[OptEntry] = &[
+        o("no-prune", '\0', NONE, "Only display unreachable objects; don't delete", ""),
+        o("refs-only", '\0', NONE, "Only compute reachability via refs", ""),
+        o("depth", '\0', INT, "Only traverse DEPTH parents for each commit (default: -1=infinite)", "DEPTH"),
+        o("delete-commit", '\0', STRING, "Specify a commit to delete", "COMMIT"),
+        o("keep-younger-than", '\0', STRING, "Prune all commits older than the specified date", "DATE"),
+        o("static-deltas-only", '\0', NONE, "Change the behavior of delete-commit and keep-younger-than to prune only static deltas", ""),
+        o("retain-branch-depth", '\0', STRING_ARRAY, "Additionally retain BRANCH=DEPTH commits", "BRANCH=DEPTH"),
+        o("only-branch", '\0', STRING_ARRAY, "Only prune BRANCH (may be specified multiple times)", "BRANCH"),
+        o("commit-only", '\0', NONE, "Only traverse and delete commit objects.", ""),
+    ];
 
-const PULL: &[OptEntry] = &[
-    o(
-        "commit-metadata-only",
-        '\0',
-        NONE,
-        "Fetch only the commit metadata",
-        "",
-    ),
-    o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
-    o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
-    o(
-        "per-object-fsync",
-        '\0',
-        NONE,
-        "Perform writes in such a way that avoids stalling concurrent processes",
-        "",
-    ),
-    o(
-        "disable-static-deltas",
-        '\0',
-        NONE,
-        "Do not use static deltas",
-        "",
-    ),
-    o(
-        "require-static-deltas",
-        '\0',
-        NONE,
-        "Require static deltas",
-        "",
-    ),
-    o(
-        "mirror",
-        '\0',
-        NONE,
-        "Write refs suitable for a mirror and fetches all refs if none provided",
-        "",
-    ),
-    o(
-        "subpath",
-        '\0',
-        FILENAME_ARRAY,
-        "Only pull the provided subpath(s)",
-        "",
-    ),
-    o(
-        "untrusted",
-        '\0',
-        NONE,
-        "Verify checksums of local sources (always enabled for HTTP pulls)",
-        "",
-    ),
-    o(
-        "http-trusted",
-        '\0',
-        NONE,
-        "Do not verify checksums of HTTP sources (mostly useful when mirroring)",
-        "",
-    ),
-    o(
-        "bareuseronly-files",
-        '\0',
-        NONE,
-        "Reject regular files with mode outside of 0775 (world writable, suid, etc.)",
-        "",
-    ),
-    o(
-        "dry-run",
-        '\0',
-        NONE,
-        "Only print information on what will be downloaded (requires static deltas)",
-        "",
-    ),
-    o(
-        "depth",
-        '\0',
-        INT,
-        "Traverse DEPTH parents (-1=infinite) (default: 0)",
-        "DEPTH",
-    ),
-    o(
-        "url",
-        '\0',
-        STRING,
-        "Pull objects from this URL instead of the one from the remote config",
-        "URL",
-    ),
-    o(
-        "http-header",
-        '\0',
-        STRING_ARRAY,
-        "Add NAME=VALUE as HTTP header to all requests",
-        "NAME=VALUE",
-    ),
-    o(
-        "update-frequency",
-        '\0',
-        INT,
-        "Sets the update frequency, in milliseconds (0=1000ms) (default: 0)",
-        "FREQUENCY",
-    ),
-    o(
-        "network-retries",
-        '\0',
-        INT,
-        "Specifies how many times each download should be retried upon error (default: 5)",
-        "N",
-    ),
-    o(
-        "localcache-repo",
-        'L',
-        FILENAME_ARRAY,
-        "Add REPO as local cache source for objects during this pull",
-        "REPO",
-    ),
-    o(
-        "timestamp-check",
-        'T',
-        NONE,
-        "Require fetched commits to have newer timestamps",
-        "",
-    ),
-    o(
-        "timestamp-check-from-rev",
-        '\0',
-        STRING,
-        "Require fetched commits to have newer timestamps than given rev",
-        "",
-    ),
-    o(
-        "disable-verify-bindings",
-        '\0',
-        NONE,
-        "Do not verify commit bindings",
-        "",
-    ),
-    o(
-        "append-user-agent",
-        '\0',
-        STRING,
-        "Append string to user agent",
-        "",
-    )
-    .hidden(),
-];
+    pub(super) const PULL_LOCAL: &[OptEntry] = &[
+        o("commit-metadata-only", '\0', NONE, "Fetch only the commit metadata", ""),
+        o("remote", '\0', STRING, "Add REMOTE to refspec", "REMOTE"),
+        o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
+        o("per-object-fsync", '\0', NONE, "Perform writes in such a way that avoids stalling concurrent processes", ""),
+        o("untrusted", '\0', NONE, "Verify checksums of local sources (always enabled for HTTP pulls)", ""),
+        o("bareuseronly-files", '\0', NONE, "Reject regular files with mode outside of 0775 (world writable, suid, etc.)", ""),
+        o("require-static-deltas", '\0', NONE, "Require static deltas", ""),
+        o("gpg-verify", '\0', NONE, "GPG verify commits (must specify --remote)", ""),
+        o("gpg-verify-summary", '\0', NONE, "GPG verify summary (must specify --remote)", ""),
+        o("disable-verify-bindings", '\0', NONE, "Do not verify commit bindings", ""),
+        o("depth", '\0', INT, "Traverse DEPTH parents (-1=infinite) (default: 0)", "DEPTH"),
+    ];
 
-const REFS: &[OptEntry] = &[
-    o(
-        "delete",
-        '\0',
-        NONE,
-        "Delete refs which match PREFIX, rather than listing them",
-        "",
-    ),
-    o(
-        "list",
-        '\0',
-        NONE,
-        "Do not remove the prefix from the refs",
-        "",
-    ),
-    o(
-        "alias",
-        'A',
-        NONE,
-        "If used with --create, create an alias, otherwise just list aliases",
-        "",
-    ),
-    o(
-        "create",
-        '\0',
-        STRING,
-        "Create a new ref for an existing commit",
-        "NEWREF",
-    ),
-    o(
-        "collections",
-        'c',
-        NONE,
-        "Enable listing collection IDs for refs",
-        "",
-    ),
-    o(
-        "force",
-        '\0',
-        NONE,
-        "Overwrite existing refs when creating",
-        "",
-    ),
-];
+    pub(super) const PULL: &[OptEntry] = &[
+        o("commit-metadata-only", '\0', NONE, "Fetch only the commit metadata", ""),
+        o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
+        o("disable-fsync", '\0', NONE, "Do not invoke fsync()", ""),
+        o("per-object-fsync", '\0', NONE, "Perform writes in such a way that avoids stalling concurrent processes", ""),
+        o("disable-static-deltas", '\0', NONE, "Do not use static deltas", ""),
+        o("require-static-deltas", '\0', NONE, "Require static deltas", ""),
+        o("mirror", '\0', NONE, "Write refs suitable for a mirror and fetches all refs if none provided", ""),
+        o("subpath", '\0', FILENAME_ARRAY, "Only pull the provided subpath(s)", ""),
+        o("untrusted", '\0', NONE, "Verify checksums of local sources (always enabled for HTTP pulls)", ""),
+        o("http-trusted", '\0', NONE, "Do not verify checksums of HTTP sources (mostly useful when mirroring)", ""),
+        o("bareuseronly-files", '\0', NONE, "Reject regular files with mode outside of 0775 (world writable, suid, etc.)", ""),
+        o("dry-run", '\0', NONE, "Only print information on what will be downloaded (requires static deltas)", ""),
+        o("depth", '\0', INT, "Traverse DEPTH parents (-1=infinite) (default: 0)", "DEPTH"),
+        o("url", '\0', STRING, "Pull objects from this URL instead of the one from the remote config", "URL"),
+        o("http-header", '\0', STRING_ARRAY, "Add NAME=VALUE as HTTP header to all requests", "NAME=VALUE"),
+        o("update-frequency", '\0', INT, "Sets the update frequency, in milliseconds (0=1000ms) (default: 0)", "FREQUENCY"),
+        o("network-retries", '\0', INT, "Specifies how many times each download should be retried upon error (default: 5)", "N"),
+        o("localcache-repo", 'L', FILENAME_ARRAY, "Add REPO as local cache source for objects during this pull", "REPO"),
+        o("timestamp-check", 'T', NONE, "Require fetched commits to have newer timestamps", ""),
+        o("timestamp-check-from-rev", '\0', STRING, "Require fetched commits to have newer timestamps than given rev", ""),
+        o("disable-verify-bindings", '\0', NONE, "Do not verify commit bindings", ""),
+        o("append-user-agent", '\0', STRING, "Append string to user agent", "").hidden(),
+    ];
 
-const RESET: &[OptEntry] = &[];
+    pub(super) const REFS: &[OptEntry] = &[
+        o("delete", '\0', NONE, "Delete refs which match PREFIX, rather than listing them", ""),
+        o("list", '\0', NONE, "Do not remove the prefix from the refs", ""),
+        o("alias", 'A', NONE, "If used with --create, create an alias, otherwise just list aliases", ""),
+        o("create", '\0', STRING, "Create a new ref for an existing commit", "NEWREF"),
+        o("collections", 'c', NONE, "Enable listing collection IDs for refs", ""),
+        o("force", '\0', NONE, "Overwrite existing refs when creating", ""),
+    ];
 
-const REV_PARSE: &[OptEntry] = &[o(
-    "single",
-    'S',
-    NONE,
-    "If the repository has exactly one commit, then print it; any other case will result in an error",
-    "",
-)];
+    pub(super) const RESET: &[OptEntry] = &[
+    ];
 
-const SIGN: &[OptEntry] = &[
-    o(
-        "delete",
-        'd',
-        NONE,
-        "Delete signatures having any of the KEY-IDs",
-        "",
-    ),
-    o("verify", '\0', NONE, "Verify signatures", ""),
-    o(
-        "sign-type",
-        's',
-        STRING,
-        "Signature type to use (defaults to 'ed25519')",
-        "NAME",
-    ),
-];
+    pub(super) const REV_PARSE: &[OptEntry] = &[
+        o("single", 'S', NONE, "If the repository has exactly one commit, then print it; any other case will result in an error", ""),
+    ];
 
-const SHOW: &[OptEntry] = &[
-    o(
-        "print-related",
-        '\0',
-        NONE,
-        "Show the \"related\" commits",
-        "",
-    ),
-    o(
-        "print-variant-type",
-        '\0',
-        STRING,
-        "Memory map OBJECT (in this case a filename) to the GVariant type string",
-        "TYPE",
-    ),
-    o(
-        "print-metadata-key",
-        '\0',
-        STRING,
-        "Print string value of metadata key",
-        "KEY",
-    ),
-    o(
-        "print-detached-metadata-key",
-        '\0',
-        STRING,
-        "Print string value of detached metadata key",
-        "KEY",
-    ),
-    o(
-        "print-sizes",
-        '\0',
-        NONE,
-        "Show the commit size metadata",
-        "",
-    ),
-    o("raw", '\0', NONE, "Show raw variant data", ""),
-    o(
-        "no-byteswap",
-        'B',
-        NONE,
-        "Do not automatically convert variant data from big endian",
-        "",
-    ),
-    o(
-        "gpg-homedir",
-        '\0',
-        FILENAME,
-        "GPG Homedir to use when looking for keyrings",
-        "HOMEDIR",
-    ),
-    o(
-        "gpg-verify-remote",
-        '\0',
-        STRING,
-        "Use REMOTE name for GPG configuration",
-        "REMOTE",
-    ),
-];
+    pub(super) const SIGN: &[OptEntry] = &[
+        o("delete", 'd', NONE, "Delete signatures having any of the KEY-IDs", ""),
+        o("verify", '\0', NONE, "Verify signatures", ""),
+        o("sign-type", 's', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+    ];
 
-const SUMMARY: &[OptEntry] = &[
-    o("update", 'u', NONE, "Update the summary", ""),
-    o("view", 'v', NONE, "View the local summary file", ""),
-    o(
-        "raw",
-        '\0',
-        NONE,
-        "View the raw bytes of the summary file",
-        "",
-    ),
-    o(
-        "gpg-sign",
-        '\0',
-        STRING_ARRAY,
-        "GPG Key ID to sign the summary with",
-        "KEY-ID",
-    ),
-    o(
-        "gpg-homedir",
-        '\0',
-        FILENAME,
-        "GPG Homedir to use when looking for keyrings",
-        "HOMEDIR",
-    ),
-    o(
-        "sign",
-        '\0',
-        STRING_ARRAY,
-        "Key ID to sign the summary with",
-        "KEY-ID",
-    ),
-    o(
-        "sign-type",
-        '\0',
-        STRING,
-        "Signature type to use (defaults to 'ed25519')",
-        "NAME",
-    ),
-    o(
-        "add-metadata",
-        'm',
-        STRING_ARRAY,
-        "Additional metadata field to add to the summary",
-        "KEY=VALUE",
-    ),
-];
+    pub(super) const SHOW: &[OptEntry] = &[
+        o("print-related", '\0', NONE, "Show the \"related\" commits", ""),
+        o("print-variant-type", '\0', STRING, "Memory map OBJECT (in this case a filename) to the GVariant type string", "TYPE"),
+        o("print-metadata-key", '\0', STRING, "Print string value of metadata key", "KEY"),
+        o("print-detached-metadata-key", '\0', STRING, "Print string value of detached metadata key", "KEY"),
+        o("print-sizes", '\0', NONE, "Show the commit size metadata", ""),
+        o("raw", '\0', NONE, "Show raw variant data", ""),
+        o("no-byteswap", 'B', NONE, "Do not automatically convert variant data from big endian", ""),
+        o("gpg-homedir", '\0', FILENAME, "GPG Homedir to use when looking for keyrings", "HOMEDIR"),
+        o("gpg-verify-remote", '\0', STRING, "Use REMOTE name for GPG configuration", "REMOTE"),
+    ];
 
-const ADMIN_CLEANUP: &[OptEntry] = &[];
+    pub(super) const SUMMARY: &[OptEntry] = &[
+        o("update", 'u', NONE, "Update the summary", ""),
+        o("view", 'v', NONE, "View the local summary file", ""),
+        o("raw", '\0', NONE, "View the raw bytes of the summary file", ""),
+        o("gpg-sign", '\0', STRING_ARRAY, "GPG Key ID to sign the summary with", "KEY-ID"),
+        o("gpg-homedir", '\0', FILENAME, "GPG Homedir to use when looking for keyrings", "HOMEDIR"),
+        o("sign", '\0', STRING_ARRAY, "Key ID to sign the summary with", "KEY-ID"),
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("add-metadata", 'm', STRING_ARRAY, "Additional metadata field to add to the summary", "KEY=VALUE"),
+    ];
 
-const ADMIN_CONFIG_DIFF: &[OptEntry] = &[o(
-    "os",
-    '\0',
-    STRING,
-    "Use a different operating system root than the current one",
-    "OSNAME",
-)];
+    pub(super) const ADMIN_CLEANUP: &[OptEntry] = &[
+    ];
 
-const ADMIN_DEPLOY: &[OptEntry] = &[
-    o(
-        "os",
-        '\0',
-        STRING,
-        "Use a different operating system root than the current one",
-        "OSNAME",
-    ),
-    o(
-        "origin-file",
-        '\0',
-        FILENAME,
-        "Specify origin file",
-        "FILENAME",
-    ),
-    o("no-prune", '\0', NONE, "Don't prune the repo when done", ""),
-    o(
-        "no-merge",
-        '\0',
-        NONE,
-        "Do not apply configuration (/etc and kernel arguments) from booted deployment",
-        "",
-    ),
-    o(
-        "retain",
-        '\0',
-        NONE,
-        "Do not delete previous deployments",
-        "",
-    ),
-    o(
-        "stage",
-        '\0',
-        NONE,
-        "Complete deployment at OS shutdown",
-        "",
-    ),
-    o(
-        "lock-finalization",
-        '\0',
-        NONE,
-        "Prevent automatic deployment finalization on shutdown",
-        "",
-    )
-    .hidden(),
-    o(
-        "retain-pending",
-        '\0',
-        NONE,
-        "Do not delete pending deployments",
-        "",
-    ),
-    o(
-        "retain-rollback",
-        '\0',
-        NONE,
-        "Do not delete rollback deployments",
-        "",
-    ),
-    o(
-        "not-as-default",
-        '\0',
-        NONE,
-        "Append rather than prepend new deployment",
-        "",
-    ),
-    o(
-        "karg-proc-cmdline",
-        '\0',
-        NONE,
-        "Import current /proc/cmdline",
-        "",
-    ),
-    o(
-        "karg",
-        '\0',
-        STRING_ARRAY,
-        "Set kernel argument, like root=/dev/sda1; this overrides any earlier argument with the same name",
-        "NAME=VALUE",
-    ),
-    o(
-        "karg-append",
-        '\0',
-        STRING_ARRAY,
-        "Append kernel argument; useful with e.g. console= that can be used multiple times",
-        "NAME=VALUE",
-    ),
-    o(
-        "karg-none",
-        '\0',
-        NONE,
-        "Do not import kernel arguments",
-        "",
-    ),
-    o(
-        "karg-delete",
-        '\0',
-        STRING,
-        "Delete kernel argument if exists",
-        "NAME=VALUE",
-    ),
-    o(
-        "overlay-initrd",
-        '\0',
-        STRING_ARRAY,
-        "Overlay iniramfs file",
-        "FILE",
-    ),
-];
+    pub(super) const ADMIN_CONFIG_DIFF: &[OptEntry] = &[
+        o("os", '\0', STRING, "Use a different operating system root than the current one", "OSNAME"),
+    ];
 
-const ADMIN_FINALIZE_STAGED: &[OptEntry] = &[o(
-    "hold",
-    '\0',
-    NONE,
-    "Hold /boot open during finalization",
-    "",
-)];
+    pub(super) const ADMIN_DEPLOY: &[OptEntry] = &[
+        o("os", '\0', STRING, "Use a different operating system root than the current one", "OSNAME"),
+        o("origin-file", '\0', FILENAME, "Specify origin file", "FILENAME"),
+        o("no-prune", '\0', NONE, "Don't prune the repo when done", ""),
+        o("no-merge", '\0', NONE, "Do not apply configuration (/etc and kernel arguments) from booted deployment", ""),
+        o("retain", '\0', NONE, "Do not delete previous deployments", ""),
+        o("stage", '\0', NONE, "Complete deployment at OS shutdown", ""),
+        o("lock-finalization", '\0', NONE, "Prevent automatic deployment finalization on shutdown", "").hidden(),
+        o("retain-pending", '\0', NONE, "Do not delete pending deployments", ""),
+        o("retain-rollback", '\0', NONE, "Do not delete rollback deployments", ""),
+        o("not-as-default", '\0', NONE, "Append rather than prepend new deployment", ""),
+        o("karg-proc-cmdline", '\0', NONE, "Import current /proc/cmdline", ""),
+        o("karg", '\0', STRING_ARRAY, "Set kernel argument, like root=/dev/sda1; this overrides any earlier argument with the same name", "NAME=VALUE"),
+        o("karg-append", '\0', STRING_ARRAY, "Append kernel argument; useful with e.g. console= that can be used multiple times", "NAME=VALUE"),
+        o("karg-none", '\0', NONE, "Do not import kernel arguments", ""),
+        o("karg-delete", '\0', STRING, "Delete kernel argument if exists", "NAME=VALUE"),
+        o("overlay-initrd", '\0', STRING_ARRAY, "Overlay iniramfs file", "FILE"),
+    ];
 
-const ADMIN_BOOT_COMPLETE: &[OptEntry] = &[];
+    pub(super) const ADMIN_FINALIZE_STAGED: &[OptEntry] = &[
+        o("hold", '\0', NONE, "Hold /boot open during finalization", ""),
+    ];
 
-const ADMIN_INIT_FS: &[OptEntry] = &[o("modern", '\0', NONE, "Only create /boot and /ostree", "")];
+    pub(super) const ADMIN_BOOT_COMPLETE: &[OptEntry] = &[
+    ];
 
-const ADMIN_OS_INIT: &[OptEntry] = &[];
+    pub(super) const ADMIN_INIT_FS: &[OptEntry] = &[
+        o("modern", '\0', NONE, "Only create /boot and /ostree", ""),
+    ];
 
-const ADMIN_PIN: &[OptEntry] = &[o("unpin", 'u', NONE, "Unset pin", "")];
+    pub(super) const ADMIN_OS_INIT: &[OptEntry] = &[
+    ];
 
-const ADMIN_SET_ORIGIN: &[OptEntry] = &[
-    o(
-        "set",
-        's',
-        STRING_ARRAY,
-        "Set config option KEY=VALUE for remote",
-        "KEY=VALUE",
-    ),
-    o(
-        "index",
-        '\0',
-        INT,
-        "Operate on the deployment INDEX, starting from zero",
-        "INDEX",
-    ),
-];
+    pub(super) const ADMIN_PIN: &[OptEntry] = &[
+        o("unpin", 'u', NONE, "Unset pin", ""),
+    ];
 
-const ADMIN_STATUS: &[OptEntry] = &[o(
-    "verify",
-    'V',
-    NONE,
-    "Print the commit verification status",
-    "",
-)];
+    pub(super) const ADMIN_SET_ORIGIN: &[OptEntry] = &[
+        o("set", 's', STRING_ARRAY, "Set config option KEY=VALUE for remote", "KEY=VALUE"),
+        o("index", '\0', INT, "Operate on the deployment INDEX, starting from zero", "INDEX"),
+    ];
 
-const ADMIN_SWITCH: &[OptEntry] = &[
-    o("reboot", 'r', NONE, "Reboot after switching trees", ""),
-    o(
-        "os",
-        '\0',
-        STRING,
-        "Use a different operating system root than the current one",
-        "OSNAME",
-    ),
-];
+    pub(super) const ADMIN_STATUS: &[OptEntry] = &[
+        o("verify", 'V', NONE, "Print the commit verification status", ""),
+    ];
 
-const ADMIN_UNDEPLOY: &[OptEntry] = &[];
+    pub(super) const ADMIN_SWITCH: &[OptEntry] = &[
+        o("reboot", 'r', NONE, "Reboot after switching trees", ""),
+        o("os", '\0', STRING, "Use a different operating system root than the current one", "OSNAME"),
+    ];
 
-const ADMIN_UNLOCK: &[OptEntry] = &[
-    o("hotfix", '\0', NONE, "Retain changes across reboots", ""),
-    o(
-        "transient",
-        '\0',
-        NONE,
-        "Mount overlayfs read-only by default",
-        "",
-    ),
-];
+    pub(super) const ADMIN_UNDEPLOY: &[OptEntry] = &[
+    ];
 
-const ADMIN_UPGRADE: &[OptEntry] = &[
-    o(
-        "os",
-        '\0',
-        STRING,
-        "Use a different operating system root than the current one",
-        "OSNAME",
-    ),
-    o("reboot", 'r', NONE, "Reboot after a successful upgrade", ""),
-    o(
-        "allow-downgrade",
-        '\0',
-        NONE,
-        "Permit deployment of chronologically older trees",
-        "",
-    ),
-    o(
-        "override-commit",
-        '\0',
-        STRING,
-        "Deploy CHECKSUM instead of the latest tree",
-        "CHECKSUM",
-    ),
-    o(
-        "pull-only",
-        '\0',
-        NONE,
-        "Do not create a deployment, just download",
-        "",
-    ),
-    o("deploy-only", '\0', NONE, "Do not pull, only deploy", ""),
-    o(
-        "stage",
-        '\0',
-        NONE,
-        "Enable staging (finalization at reboot time)",
-        "",
-    ),
-];
+    pub(super) const ADMIN_UNLOCK: &[OptEntry] = &[
+        o("hotfix", '\0', NONE, "Retain changes across reboots", ""),
+        o("transient", '\0', NONE, "Mount overlayfs read-only by default", ""),
+    ];
 
-const INSTUTIL_SELINUX_ENSURE_LABELED: &[OptEntry] = &[];
+    pub(super) const ADMIN_UPGRADE: &[OptEntry] = &[
+        o("os", '\0', STRING, "Use a different operating system root than the current one", "OSNAME"),
+        o("reboot", 'r', NONE, "Reboot after a successful upgrade", ""),
+        o("allow-downgrade", '\0', NONE, "Permit deployment of chronologically older trees", ""),
+        o("override-commit", '\0', STRING, "Deploy CHECKSUM instead of the latest tree", "CHECKSUM"),
+        o("pull-only", '\0', NONE, "Do not create a deployment, just download", ""),
+        o("deploy-only", '\0', NONE, "Do not pull, only deploy", ""),
+        o("stage", '\0', NONE, "Enable staging (finalization at reboot time)", ""),
+    ];
 
-const INSTUTIL_SET_KARGS: &[OptEntry] = &[
-    o(
-        "import-proc-cmdline",
-        '\0',
-        NONE,
-        "Import current /proc/cmdline",
-        "",
-    ),
-    o("merge", '\0', NONE, "Merge with previous command line", ""),
-    o(
-        "replace",
-        '\0',
-        STRING_ARRAY,
-        "Set kernel argument, like root=/dev/sda1; this overrides any earlier argument with the same name",
-        "NAME=VALUE",
-    ),
-    o(
-        "append",
-        '\0',
-        STRING_ARRAY,
-        "Append kernel argument; useful with e.g. console= that can be used multiple times",
-        "NAME=VALUE",
-    ),
-];
+    pub(super) const INSTUTIL_SELINUX_ENSURE_LABELED: &[OptEntry] = &[
+    ];
 
-const INSTUTIL_GRUB2_GENERATE: &[OptEntry] = &[];
+    pub(super) const INSTUTIL_SET_KARGS: &[OptEntry] = &[
+        o("import-proc-cmdline", '\0', NONE, "Import current /proc/cmdline", ""),
+        o("merge", '\0', NONE, "Merge with previous command line", ""),
+        o("replace", '\0', STRING_ARRAY, "Set kernel argument, like root=/dev/sda1; this overrides any earlier argument with the same name", "NAME=VALUE"),
+        o("append", '\0', STRING_ARRAY, "Append kernel argument; useful with e.g. console= that can be used multiple times", "NAME=VALUE"),
+    ];
 
-const KARGS_EDIT_IN_PLACE: &[OptEntry] = &[o(
-    "append-if-missing",
-    '\0',
-    STRING_ARRAY,
-    "Append kernel arguments if they do not exist",
-    "NAME=VALUE",
-)];
+    pub(super) const INSTUTIL_GRUB2_GENERATE: &[OptEntry] = &[
+    ];
 
-const REMOTE_ADD: &[OptEntry] = &[
-    o(
-        "set",
-        '\0',
-        STRING_ARRAY,
-        "Set config option KEY=VALUE for remote",
-        "KEY=VALUE",
-    ),
-    o("no-gpg-verify", '\0', NONE, "Disable GPG verification", ""),
-    o(
-        "no-sign-verify",
-        '\0',
-        NONE,
-        "Disable signature verification",
-        "",
-    ),
-    o(
-        "sign-verify",
-        '\0',
-        STRING_ARRAY,
-        "Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key",
-        "KEYTYPE=[inline|file]:PUBKEY",
-    ),
-    o(
-        "if-not-exists",
-        '\0',
-        NONE,
-        "Do nothing if the provided remote exists",
-        "",
-    ),
-    o(
-        "force",
-        '\0',
-        NONE,
-        "Replace the provided remote if it exists",
-        "",
-    ),
-    o(
-        "gpg-import",
-        '\0',
-        FILENAME,
-        "Import GPG key from FILE",
-        "FILE",
-    ),
-    o(
-        "custom-backend",
-        '\0',
-        STRING,
-        "This remote has content not fetched via libostree",
-        "NAME",
-    ),
-    o(
-        "contenturl",
-        '\0',
-        STRING,
-        "Use URL when fetching content",
-        "URL",
-    ),
-    o(
-        "collection-id",
-        '\0',
-        STRING,
-        "Globally unique ID for this repository as an collection of refs for redistribution to other repositories",
-        "COLLECTION-ID",
-    ),
-    o(
-        "repo",
-        '\0',
-        FILENAME,
-        "Path to OSTree repository (defaults to /sysroot/ostree/repo)",
-        "PATH",
-    ),
-    o(
-        "sysroot",
-        '\0',
-        FILENAME,
-        "Use sysroot at PATH (overrides --repo)",
-        "PATH",
-    ),
-];
+    pub(super) const KARGS_EDIT_IN_PLACE: &[OptEntry] = &[
+        o("append-if-missing", '\0', STRING_ARRAY, "Append kernel arguments if they do not exist", "NAME=VALUE"),
+    ];
 
-const REMOTE_DELETE: &[OptEntry] = &[
-    o(
-        "if-exists",
-        '\0',
-        NONE,
-        "Do nothing if the provided remote does not exist",
-        "",
-    ),
-    o(
-        "repo",
-        '\0',
-        FILENAME,
-        "Path to OSTree repository (defaults to /sysroot/ostree/repo)",
-        "PATH",
-    ),
-    o(
-        "sysroot",
-        '\0',
-        FILENAME,
-        "Use sysroot at PATH (overrides --repo)",
-        "PATH",
-    ),
-];
+    pub(super) const REMOTE_ADD: &[OptEntry] = &[
+        o("set", '\0', STRING_ARRAY, "Set config option KEY=VALUE for remote", "KEY=VALUE"),
+        o("no-gpg-verify", '\0', NONE, "Disable GPG verification", ""),
+        o("no-sign-verify", '\0', NONE, "Disable signature verification", ""),
+        o("sign-verify", '\0', STRING_ARRAY, "Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key", "KEYTYPE=[inline|file]:PUBKEY"),
+        o("if-not-exists", '\0', NONE, "Do nothing if the provided remote exists", ""),
+        o("force", '\0', NONE, "Replace the provided remote if it exists", ""),
+        o("gpg-import", '\0', FILENAME, "Import GPG key from FILE", "FILE"),
+        o("custom-backend", '\0', STRING, "This remote has content not fetched via libostree", "NAME"),
+        o("contenturl", '\0', STRING, "Use URL when fetching content", "URL"),
+        o("collection-id", '\0', STRING, "Globally unique ID for this repository as an collection of refs for redistribution to other repositories", "COLLECTION-ID"),
+        o("repo", '\0', FILENAME, "Path to OSTree repository (defaults to /sysroot/ostree/repo)", "PATH"),
+        o("sysroot", '\0', FILENAME, "Use sysroot at PATH (overrides --repo)", "PATH"),
+    ];
 
-const REMOTE_SHOW_URL: &[OptEntry] = &[];
+    pub(super) const REMOTE_DELETE: &[OptEntry] = &[
+        o("if-exists", '\0', NONE, "Do nothing if the provided remote does not exist", ""),
+        o("repo", '\0', FILENAME, "Path to OSTree repository (defaults to /sysroot/ostree/repo)", "PATH"),
+        o("sysroot", '\0', FILENAME, "Use sysroot at PATH (overrides --repo)", "PATH"),
+    ];
 
-const REMOTE_LIST: &[OptEntry] = &[o("show-urls", 'u', NONE, "Show remote URLs in list", "")];
+    pub(super) const REMOTE_SHOW_URL: &[OptEntry] = &[
+    ];
 
-const REMOTE_GPG_IMPORT: &[OptEntry] = &[
-    o(
-        "keyring",
-        'k',
-        FILENAME_ARRAY,
-        "Import keys from a keyring file (repeatable)",
-        "FILE",
-    ),
-    o("stdin", '\0', NONE, "Import keys from standard input", ""),
-];
+    pub(super) const REMOTE_LIST: &[OptEntry] = &[
+        o("show-urls", 'u', NONE, "Show remote URLs in list", ""),
+    ];
 
-const REMOTE_GPG_LIST_KEYS: &[OptEntry] = &[];
+    pub(super) const REMOTE_GPG_IMPORT: &[OptEntry] = &[
+        o("keyring", 'k', FILENAME_ARRAY, "Import keys from a keyring file (repeatable)", "FILE"),
+        o("stdin", '\0', NONE, "Import keys from standard input", ""),
+    ];
 
-const REMOTE_ADD_COOKIE: &[OptEntry] = &[];
+    pub(super) const REMOTE_GPG_LIST_KEYS: &[OptEntry] = &[
+    ];
 
-const REMOTE_DELETE_COOKIE: &[OptEntry] = &[];
+    pub(super) const REMOTE_ADD_COOKIE: &[OptEntry] = &[
+    ];
 
-const REMOTE_LIST_COOKIES: &[OptEntry] = &[];
+    pub(super) const REMOTE_DELETE_COOKIE: &[OptEntry] = &[
+    ];
 
-const REMOTE_REFS: &[OptEntry] = &[o("cache-dir", '\0', FILENAME, "Use custom cache dir", "")];
+    pub(super) const REMOTE_LIST_COOKIES: &[OptEntry] = &[
+    ];
 
-const REMOTE_SUMMARY: &[OptEntry] = &[
-    o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
-    o("raw", '\0', NONE, "Show raw variant data", ""),
-];
+    pub(super) const REMOTE_REFS: &[OptEntry] = &[
+        o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
+    ];
 
-const TRIVIAL_HTTPD: &[OptEntry] = &[
-    o(
-        "daemonize",
-        'd',
-        NONE,
-        "Fork into background when ready",
-        "",
-    ),
-    o(
-        "autoexit",
-        '\0',
-        NONE,
-        "Automatically exit when directory is deleted",
-        "",
-    ),
-    o("port", 'P', INT, "Use the specified TCP port", "PORT"),
-    o(
-        "port-file",
-        'p',
-        FILENAME,
-        "Write port number to PATH (- for standard output)",
-        "PATH",
-    ),
-    o(
-        "force-range-requests",
-        '\0',
-        NONE,
-        "Force range requests by only serving half of files",
-        "",
-    ),
-    o(
-        "require-basic-auth",
-        '\0',
-        NONE,
-        "Require username foouser, password barpw",
-        "",
-    ),
-    o(
-        "random-500s",
-        '\0',
-        INT,
-        "Generate random HTTP 500 errors approximately for PERCENTAGE requests",
-        "PERCENTAGE",
-    ),
-    o(
-        "random-500s-max",
-        '\0',
-        INT,
-        "Limit HTTP 500 errors to MAX (default 100)",
-        "MAX",
-    ),
-    o(
-        "random-408s",
-        '\0',
-        INT,
-        "Generate random HTTP 408 errors approximately for PERCENTAGE requests",
-        "PERCENTAGE",
-    ),
-    o(
-        "random-408s-max",
-        '\0',
-        INT,
-        "Limit HTTP 408 errors to MAX (default 100)",
-        "MAX",
-    ),
-    o(
-        "log-file",
-        '\0',
-        FILENAME,
-        "Put logs here (use - for stdout)",
-        "PATH",
-    ),
-    o(
-        "expected-cookies",
-        '\0',
-        STRING_ARRAY,
-        "Expect given cookies in the http request",
-        "KEY=VALUE",
-    ),
-    o(
-        "expected-header",
-        '\0',
-        STRING_ARRAY,
-        "Expect given headers in the http request",
-        "KEY=VALUE",
-    ),
-];
+    pub(super) const REMOTE_SUMMARY: &[OptEntry] = &[
+        o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
+        o("raw", '\0', NONE, "Show raw variant data", ""),
+    ];
 
-const DELTA_GENERATE: &[OptEntry] = &[
-    o(
-        "from",
-        '\0',
-        STRING,
-        "Create delta from revision REV",
-        "REV",
-    ),
-    o("empty", '\0', NONE, "Create delta from scratch", ""),
-    o(
-        "inline",
-        '\0',
-        NONE,
-        "Inline delta parts into main delta",
-        "",
-    ),
-    o("to", '\0', STRING, "Create delta to revision REV", "REV"),
-    o("disable-bsdiff", '\0', NONE, "Disable use of bsdiff", ""),
-    o(
-        "if-not-exists",
-        'n',
-        NONE,
-        "Only generate if a delta does not already exist",
-        "",
-    ),
-    o(
-        "set-endianness",
-        '\0',
-        STRING,
-        "Choose metadata endianness ('l' or 'B')",
-        "ENDIAN",
-    ),
-    o(
-        "swap-endianness",
-        '\0',
-        NONE,
-        "Swap metadata endianness from host order",
-        "",
-    ),
-    o(
-        "min-fallback-size",
-        '\0',
-        STRING,
-        "Minimum uncompressed size in megabytes for individual HTTP request",
-        "",
-    ),
-    o(
-        "max-bsdiff-size",
-        '\0',
-        STRING,
-        "Maximum size in megabytes to consider bsdiff compression for input files",
-        "",
-    ),
-    o(
-        "max-chunk-size",
-        '\0',
-        STRING,
-        "Maximum size of delta chunks in megabytes",
-        "",
-    ),
-    o(
-        "filename",
-        '\0',
-        FILENAME,
-        "Write the delta content to PATH (a directory).  If not specified, the OSTree repository is used",
-        "PATH",
-    ),
-    o("sign", '\0', STRING_ARRAY, "Sign the delta with", "KEY_ID"),
-    o(
-        "sign-type",
-        '\0',
-        STRING,
-        "Signature type to use (defaults to 'ed25519')",
-        "NAME",
-    ),
-];
+    pub(super) const TRIVIAL_HTTPD: &[OptEntry] = &[
+        o("daemonize", 'd', NONE, "Fork into background when ready", ""),
+        o("autoexit", '\0', NONE, "Automatically exit when directory is deleted", ""),
+        o("port", 'P', INT, "Use the specified TCP port", "PORT"),
+        o("port-file", 'p', FILENAME, "Write port number to PATH (- for standard output)", "PATH"),
+        o("force-range-requests", '\0', NONE, "Force range requests by only serving half of files", ""),
+        o("require-basic-auth", '\0', NONE, "Require username foouser, password barpw", ""),
+        o("random-500s", '\0', INT, "Generate random HTTP 500 errors approximately for PERCENTAGE requests", "PERCENTAGE"),
+        o("random-500s-max", '\0', INT, "Limit HTTP 500 errors to MAX (default 100)", "MAX"),
+        o("random-408s", '\0', INT, "Generate random HTTP 408 errors approximately for PERCENTAGE requests", "PERCENTAGE"),
+        o("random-408s-max", '\0', INT, "Limit HTTP 408 errors to MAX (default 100)", "MAX"),
+        o("log-file", '\0', FILENAME, "Put logs here (use - for stdout)", "PATH"),
+        o("expected-cookies", '\0', STRING_ARRAY, "Expect given cookies in the http request", "KEY=VALUE"),
+        o("expected-header", '\0', STRING_ARRAY, "Expect given headers in the http request", "KEY=VALUE"),
+    ];
 
-const DELTA_APPLY_OFFLINE: &[OptEntry] = &[o(
-    "sign-type",
-    '\0',
-    STRING,
-    "Signature type to use (defaults to 'ed25519')",
-    "NAME",
-)];
+    pub(super) const DELTA_GENERATE: &[OptEntry] = &[
+        o("from", '\0', STRING, "Create delta from revision REV", "REV"),
+        o("empty", '\0', NONE, "Create delta from scratch", ""),
+        o("inline", '\0', NONE, "Inline delta parts into main delta", ""),
+        o("to", '\0', STRING, "Create delta to revision REV", "REV"),
+        o("disable-bsdiff", '\0', NONE, "Disable use of bsdiff", ""),
+        o("if-not-exists", 'n', NONE, "Only generate if a delta does not already exist", ""),
+        o("set-endianness", '\0', STRING, "Choose metadata endianness ('l' or 'B')", "ENDIAN"),
+        o("swap-endianness", '\0', NONE, "Swap metadata endianness from host order", ""),
+        o("min-fallback-size", '\0', STRING, "Minimum uncompressed size in megabytes for individual HTTP request", ""),
+        o("max-bsdiff-size", '\0', STRING, "Maximum size in megabytes to consider bsdiff compression for input files", ""),
+        o("max-chunk-size", '\0', STRING, "Maximum size of delta chunks in megabytes", ""),
+        o("filename", '\0', FILENAME, "Write the delta content to PATH (a directory).  If not specified, the OSTree repository is used", "PATH"),
+        o("sign", '\0', STRING_ARRAY, "Sign the delta with", "KEY_ID"),
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+    ];
 
-const DELTA_LIST: &[OptEntry] = &[];
+    pub(super) const DELTA_APPLY_OFFLINE: &[OptEntry] = &[
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+    ];
 
-const DELTA_VERIFY: &[OptEntry] = &[o(
-    "sign-type",
-    '\0',
-    STRING,
-    "Signature type to use (defaults to 'ed25519')",
-    "NAME",
-)];
+    pub(super) const DELTA_LIST: &[OptEntry] = &[
+    ];
 
-const DELTA_INDEXES: &[OptEntry] = &[];
+    pub(super) const DELTA_VERIFY: &[OptEntry] = &[
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+    ];
 
-const DELTA_REINDEX: &[OptEntry] = &[o(
-    "to",
-    '\0',
-    STRING,
-    "Only update delta index to revision REV",
-    "REV",
-)];
+    pub(super) const DELTA_INDEXES: &[OptEntry] = &[
+    ];
+
+    pub(super) const DELTA_REINDEX: &[OptEntry] = &[
+        o("to", '\0', STRING, "Only update delta index to revision REV", "REV"),
+    ];
+}
+use tables::*;
 
 /// The top-level commands, in ostree's order.
 pub static COMMANDS: &[CommandSpec] = &[
