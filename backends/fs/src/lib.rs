@@ -42,6 +42,7 @@
 //! never lists), written by temporary file + rename. The repository lock is an OFD lock on
 //! `.lock`, the lock real ostree takes, so the two exclude each other.
 
+mod deflate;
 mod lock;
 mod objects;
 mod refs;

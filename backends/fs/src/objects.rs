@@ -3,13 +3,13 @@
 //! `ostree-repo.c` `_ostree_repo_load_file_bare`).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use ostree_core::content::{read_archived, write_archived};
+use ostree_core::content::read_archived;
 use ostree_core::objects::{
     FileMeta, S_IFLNK, S_IFMT, S_IFREG, bare_user_meta, parse_bare_user_meta,
 };
@@ -20,6 +20,7 @@ use ostree_core::{Error, ObjectKey, ObjectType, Result};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
+use crate::deflate;
 use crate::store::{Inner, Staging, staged_name};
 use crate::util::{self, io_err};
 use crate::xattr::{self, Target};
@@ -210,27 +211,22 @@ impl Inner {
         match self.mode {
             RepoMode::Archive => {
                 let fd = create_file(dir, tmp, 0o644).map_err(|e| io_err(ctx("create"), e))?;
-                let f = File::from(fd);
-                {
-                    let mut w = BufWriter::with_capacity(128 * 1024, &f);
-                    match src {
-                        _ if symlink => write_archived(meta, 0, io::empty(), &mut w)?,
-                        Src::Bytes(b) => write_archived(meta, size, &b[..], &mut w)?,
-                        Src::Reader(r) => write_archived(meta, size, r, &mut w)?,
-                        Src::Path(p) => {
-                            let input =
-                                File::open(&p).map_err(|e| Error::io_path("opening", &p, e))?;
-                            let len = input
-                                .metadata()
-                                .map_err(|e| Error::io_path("stat", &p, e))?
-                                .len();
-                            if len != size {
-                                return Err(changed(size, len));
-                            }
-                            write_archived(meta, size, input, &mut w)?
+                let mut f = File::from(fd);
+                match src {
+                    _ if symlink => deflate::write_archived(meta, 0, io::empty(), &mut f)?,
+                    Src::Bytes(b) => deflate::write_archived(meta, size, &b[..], &mut f)?,
+                    Src::Reader(r) => deflate::write_archived(meta, size, r, &mut f)?,
+                    Src::Path(p) => {
+                        let input = File::open(&p).map_err(|e| Error::io_path("opening", &p, e))?;
+                        let len = input
+                            .metadata()
+                            .map_err(|e| Error::io_path("stat", &p, e))?
+                            .len();
+                        if len != size {
+                            return Err(changed(size, len));
                         }
+                        deflate::write_archived(meta, size, input, &mut f)?
                     }
-                    w.flush().map_err(|e| io_err(ctx("write"), e))?;
                 }
                 rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644))
                     .map_err(|e| io_err(ctx("fchmod"), e))?;

@@ -506,23 +506,56 @@ impl Inner {
         // all of it durable before any of it becomes visible.
         rustix::fs::syncfs(&st.dir)
             .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))?;
-        let mut done = Vec::with_capacity(batch.len());
-        let mut result = Ok(());
-        for (key, n) in &batch {
-            let name = staged_name(*n);
-            match self.publish(
-                st.dir.as_fd(),
-                name.as_str(),
-                key,
-                key.ty == ObjectType::CommitMeta,
-            ) {
-                Ok(()) => done.push((*key, *n)),
-                Err(e) => {
-                    result = Err(e);
-                    break;
+        // Renames in different fan-out directories proceed in parallel in the kernel.
+        let publish_all = |part: &[(ObjectKey, u64)]| -> (Vec<(ObjectKey, u64)>, Result<()>) {
+            let mut done = Vec::with_capacity(part.len());
+            for (key, n) in part {
+                let name = staged_name(*n);
+                let replace = key.ty == ObjectType::CommitMeta;
+                if let Err(e) = self.publish(st.dir.as_fd(), name.as_str(), key, replace) {
+                    return (done, Err(e));
+                }
+                done.push((*key, *n));
+            }
+            (done, Ok(()))
+        };
+        let threads = if batch.len() >= 2048 {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8)
+        } else {
+            1
+        };
+        let (done, result) = if threads == 1 {
+            publish_all(&batch)
+        } else {
+            let parts: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .chunks(batch.len().div_ceil(threads))
+                    .map(|part| s.spawn(move || publish_all(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            (
+                                Vec::new(),
+                                Err(Error::Other("publishing thread panicked".into())),
+                            )
+                        })
+                    })
+                    .collect()
+            });
+            let mut done = Vec::with_capacity(batch.len());
+            let mut result = Ok(());
+            for (d, r) in parts {
+                done.extend(d);
+                if result.is_ok() {
+                    result = r;
                 }
             }
-        }
+            (done, result)
+        };
         {
             let mut m = st.staged();
             for (k, n) in &done {

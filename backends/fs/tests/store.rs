@@ -773,3 +773,33 @@ async fn archived_input_everywhere() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_sync_batch() {
+    // Enough objects that sync publishes from several threads.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("r");
+    let store = Arc::new(new_repo(&p, RepoMode::Archive).await);
+    let mut keys = BTreeSet::new();
+    let mut tasks = Vec::new();
+    for t in 0..4u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut keys = Vec::new();
+            for i in 0..800u32 {
+                let (_, o) = meta_obj(ObjectType::DirMeta, format!("object {t} {i}").into_bytes());
+                store.put(&o.key, o.write()).await.unwrap();
+                keys.push(o.key);
+            }
+            keys
+        }));
+    }
+    for t in tasks {
+        keys.extend(t.await.unwrap());
+    }
+    store.sync().await.unwrap();
+    let other = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+    let listed: BTreeSet<ObjectKey> = other.list(None).try_collect().await.unwrap();
+    assert_eq!(listed.len(), 3200);
+    assert_eq!(listed, keys);
+}

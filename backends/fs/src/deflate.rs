@@ -1,0 +1,184 @@
+//! Writing archive (`.filez`) objects with a per-thread reusable deflate state.
+//!
+//! The bytes are exactly those of [`ostree_core::content::write_archived`] (header, then raw
+//! deflate at level 6 with the same zlib), but a zlib deflate state costs ~270 KiB of
+//! allocations and initialisation; a commit writes many small objects from a few blocking
+//! threads, so each thread keeps one and resets it. Header and compressed output share one
+//! buffer, so a small object is written with a single `write`.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+use ostree_core::content::ARCHIVE_LEVEL;
+use ostree_core::objects::FileMeta;
+use ostree_core::{Error, Result};
+
+const CHUNK: usize = 64 * 1024;
+
+struct State {
+    z: Compress,
+    input: Vec<u8>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn zerr(e: flate2::CompressError) -> Error {
+    Error::Other(format!("compressing content: {e}"))
+}
+
+/// Write the archive form of a content object: exactly `size` bytes are read from `input`
+/// (more or fewer is an error: the content changed under us).
+pub(crate) fn write_archived(
+    meta: &FileMeta,
+    size: u64,
+    mut input: impl Read,
+    out: &mut impl Write,
+) -> Result<()> {
+    let wio = |e| Error::io("writing archive object", e);
+    let header = meta.archive_header(size);
+    if meta.is_symlink() {
+        return out.write_all(&header).map_err(wio);
+    }
+    STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let st = slot.get_or_insert_with(|| State {
+            z: Compress::new(Compression::new(ARCHIVE_LEVEL), false),
+            input: vec![0; CHUNK],
+            out: Vec::with_capacity(2 * CHUNK),
+        });
+        st.z.reset();
+        st.out.clear();
+        st.out.extend_from_slice(&header);
+        let mut remaining = size;
+        loop {
+            // Read up to a chunk; at the end, probe one byte more to catch growth.
+            let want = (remaining.min(CHUNK as u64) as usize).max(1);
+            let n = match input.read(&mut st.input[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading content", e)),
+            };
+            if n == 0 {
+                if remaining != 0 {
+                    return Err(Error::Other(format!(
+                        "content changed while being stored: expected {size} bytes, read {}",
+                        size - remaining
+                    )));
+                }
+                break;
+            }
+            if remaining == 0 {
+                return Err(Error::Other(format!(
+                    "content changed while being stored: more than the expected {size} bytes"
+                )));
+            }
+            remaining -= n as u64;
+            let mut data = &st.input[..n];
+            while !data.is_empty() {
+                if st.out.capacity() - st.out.len() < CHUNK / 2 {
+                    out.write_all(&st.out).map_err(wio)?;
+                    st.out.clear();
+                }
+                let before = st.z.total_in();
+                st.z.compress_vec(data, &mut st.out, FlushCompress::None)
+                    .map_err(zerr)?;
+                data = &data[(st.z.total_in() - before) as usize..];
+            }
+        }
+        loop {
+            if st.out.capacity() - st.out.len() < CHUNK / 2 {
+                out.write_all(&st.out).map_err(wio)?;
+                st.out.clear();
+            }
+            if st
+                .z
+                .compress_vec(&[], &mut st.out, FlushCompress::Finish)
+                .map_err(zerr)?
+                == Status::StreamEnd
+            {
+                break;
+            }
+        }
+        out.write_all(&st.out).map_err(wio)?;
+        st.out.clear();
+        if st.out.capacity() > 4 * CHUNK {
+            st.out.shrink_to(2 * CHUNK);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ostree_core::objects::{S_IFLNK, S_IFREG};
+
+    #[test]
+    fn same_bytes_as_core() {
+        let meta = FileMeta {
+            mode: S_IFREG | 0o644,
+            ..Default::default()
+        };
+        let mut seed = 1u64;
+        for size in [
+            0usize,
+            1,
+            12,
+            1000,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            5 * CHUNK + 17,
+            3_000_000,
+        ] {
+            let data: Vec<u8> = (0..size)
+                .map(|i| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if i % 3 == 0 {
+                        (seed >> 56) as u8
+                    } else {
+                        b'a' + (i % 7) as u8
+                    }
+                })
+                .collect();
+            let expected = ostree_core::content::archived_bytes(&meta, &data).unwrap();
+            let mut got = Vec::new();
+            write_archived(&meta, size as u64, &data[..], &mut got).unwrap();
+            assert!(got == expected, "size {size}");
+            // Reading in odd-sized pieces changes nothing.
+            let mut got2 = Vec::new();
+            write_archived(
+                &meta,
+                size as u64,
+                std::io::BufReader::with_capacity(977, &data[..]),
+                &mut got2,
+            )
+            .unwrap();
+            assert!(got2 == expected, "size {size}, small reads");
+            // Wrong sizes are refused.
+            assert!(write_archived(&meta, size as u64 + 1, &data[..], &mut Vec::new()).is_err());
+            if size > 0 {
+                assert!(
+                    write_archived(&meta, size as u64 - 1, &data[..], &mut Vec::new()).is_err()
+                );
+            }
+        }
+        let link = FileMeta {
+            mode: S_IFLNK | 0o777,
+            symlink_target: Some("t".into()),
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        write_archived(&link, 0, std::io::empty(), &mut got).unwrap();
+        assert_eq!(
+            got,
+            ostree_core::content::archived_bytes(&link, b"").unwrap()
+        );
+    }
+}
