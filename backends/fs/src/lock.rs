@@ -104,6 +104,27 @@ impl LockFile {
         }
     }
 
+    /// Lock a file we just created exclusively (`O_EXCL`): no window in which another process
+    /// could take it. `Ok(None)` if someone did anyway.
+    pub(crate) fn lock_new(fd: OwnedFd, name: &str) -> io::Result<Option<LockFile>> {
+        if !ofd_lock(fd.as_fd(), LockKind::Exclusive, false)? {
+            return Ok(None);
+        }
+        // A cleaner may have taken it for an orphan and unlinked it before we locked.
+        if rustix::fs::fstat(&fd)?.st_nlink == 0 {
+            return Ok(None);
+        }
+        Ok(Some(LockFile {
+            fd,
+            name: name.to_string(),
+        }))
+    }
+
+    /// The locked descriptor.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// Release: unlink the file (we hold it exclusively), then close.
     pub(crate) fn release(self, dirfd: BorrowedFd<'_>) {
         let _ = rustix::fs::unlinkat(dirfd, self.name.as_str(), AtFlags::empty());

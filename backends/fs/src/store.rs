@@ -438,12 +438,27 @@ impl Inner {
                 Err(Errno::EXIST) => continue,
                 Err(e) => return Err(io_err(ctx("lock file", &lock_name), e)),
             };
-            drop(fd);
-            let Some(lock) = LockFile::try_lock(tmp, &lock_name, LockKind::Exclusive)
+            let Some(lock) = LockFile::lock_new(fd, &lock_name)
                 .map_err(|e| io_err(ctx("locking", &lock_name), e))?
             else {
                 continue;
             };
+            // ostree's tmp/ cleanup deletes unknown files older than a day, a lock file of a
+            // handle living longer included (after which the live directory would look dead),
+            // but skips files "from the future": date the lock file in 2100.
+            let _ = rustix::fs::futimens(
+                lock.fd(),
+                &rustix::fs::Timestamps {
+                    last_access: rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_OMIT,
+                    },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: 4_102_444_800,
+                        tv_nsec: 0,
+                    },
+                },
+            );
             match rustix::fs::mkdirat(tmp, name.as_str(), Mode::from_raw_mode(0o775)) {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
