@@ -28,9 +28,18 @@ pub type Handler = fn(Invocation) -> BoxFuture<'static, anyhow::Result<()>>;
 /// to its handler. `"admin --print-current-dir"` is the handler for `ostree admin
 /// [SUBCOMMAND] --print-current-dir`, which prints the first deployment's directory.
 pub fn handler_for(path: &str) -> Handler {
-    #[allow(clippy::match_single_binding)]
     match path {
-        // "commit" => builtins::commit::run,
+        "cat" => builtins::cat,
+        "checkout" => builtins::checkout,
+        "commit" => builtins::commit,
+        "config" => builtins::config,
+        "fsck" => builtins::fsck,
+        "init" => builtins::init,
+        "log" => builtins::log,
+        "ls" => builtins::ls,
+        "refs" => builtins::refs,
+        "rev-parse" => builtins::rev_parse,
+        "show" => builtins::show,
         _ => builtins::unimplemented_handler,
     }
 }

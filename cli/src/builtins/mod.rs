@@ -1,10 +1,53 @@
-//! Command implementations. Each command of `crate::commands` maps to a handler here.
+//! Command implementations. Each command of `crate::commands` maps to a handler here; handlers
+//! are thin: parse options into library calls on [`ostree_core::repo::Repo`] and print.
 
 use futures::future::BoxFuture;
 
 use crate::opts::Invocation;
 
+pub mod basic;
+pub mod commit;
+pub mod inspect;
+
+pub use basic::{checkout, config, fsck, init, refs, rev_parse};
+pub use commit::commit;
+pub use inspect::{cat, log, ls, show};
+
 /// Placeholder handler for commands that are not implemented yet.
 pub fn unimplemented_handler(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
     Box::pin(async move { anyhow::bail!("{}: not implemented yet", inv.command_path().join(" ")) })
+}
+
+/// Open the repository named by `--repo` (or its defaults).
+pub async fn open_repo(inv: &Invocation) -> anyhow::Result<ostree_core::repo::Repo> {
+    open_repo_opts(inv, ostree_core::store::OpenOptions::default()).await
+}
+
+/// Open with options (e.g. an fsync override).
+pub async fn open_repo_opts(
+    inv: &Invocation,
+    opts: ostree_core::store::OpenOptions,
+) -> anyhow::Result<ostree_core::repo::Repo> {
+    let arg = inv.repo_path()?;
+    let url = ostree_core::registry::repo_url(&arg)?;
+    Ok(ostree_core::repo::Repo::open(&url, opts).await?)
+}
+
+/// Parse an ostree boolean (`ot_parse_boolean`).
+pub fn parse_boolean(s: &str) -> anyhow::Result<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "none" => Ok(false),
+        _ => anyhow::bail!("Invalid boolean argument '{s}'"),
+    }
+}
+
+/// Resolve a rev to a checksum, erroring as ostree does.
+pub async fn resolve(
+    repo: &ostree_core::repo::Repo,
+    rev: &str,
+) -> anyhow::Result<ostree_core::Checksum> {
+    repo.resolve_rev(rev, false)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("Refspec '{rev}' not found"))
 }

@@ -272,10 +272,12 @@ impl Repo {
             let subdirs = dirs[i].tree.dirs.clone();
             if !subdirs.is_empty() {
                 let parent = open_beneath(&ctx.root, &rel)?;
+                let pairs: Vec<(Checksum, Checksum)> =
+                    subdirs.iter().map(|(_, t, m)| (*t, *m)).collect();
+                let repo = self.clone();
                 let loaded: Vec<(DirTree, DirMeta)> =
-                    futures::stream::iter(subdirs.iter().map(|(_, t, m)| {
-                        let repo = self.clone();
-                        let (t, m) = (*t, *m);
+                    futures::stream::iter(pairs.into_iter().map(move |(t, m)| {
+                        let repo = repo.clone();
                         async move {
                             Ok::<_, Error>((
                                 repo.load_dirtree(&t).await?,
