@@ -10,13 +10,13 @@ use std::cell::RefCell;
 use std::io::{Read, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-use ostree_core::content::ARCHIVE_LEVEL;
 use ostree_core::objects::FileMeta;
 use ostree_core::{Error, Result};
 
 const CHUNK: usize = 64 * 1024;
 
 struct State {
+    level: u32,
     z: Compress,
     input: Vec<u8>,
     out: Vec<u8>,
@@ -30,9 +30,11 @@ fn zerr(e: flate2::CompressError) -> Error {
     Error::Other(format!("compressing content: {e}"))
 }
 
-/// Write the archive form of a content object: exactly `size` bytes are read from `input`
-/// (more or fewer is an error: the content changed under us).
+/// Write the archive form of a content object at deflate `level` (ostree's `[archive]
+/// zlib-level`, default 6): exactly `size` bytes are read from `input` (more or
+/// fewer is an error: the content changed under us).
 pub(crate) fn write_archived(
+    level: u32,
     meta: &FileMeta,
     size: u64,
     mut input: impl Read,
@@ -45,8 +47,12 @@ pub(crate) fn write_archived(
     }
     STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_some_and(|st| st.level != level) {
+            *slot = None;
+        }
         let st = slot.get_or_insert_with(|| State {
-            z: Compress::new(Compression::new(ARCHIVE_LEVEL), false),
+            level,
+            z: Compress::new(Compression::new(level), false),
             input: vec![0; CHUNK],
             out: Vec::with_capacity(2 * CHUNK),
         });
@@ -115,6 +121,7 @@ pub(crate) fn write_archived(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ostree_core::content::ARCHIVE_LEVEL;
     use ostree_core::objects::{S_IFLNK, S_IFREG};
 
     #[test]
@@ -149,11 +156,12 @@ mod tests {
                 .collect();
             let expected = ostree_core::content::archived_bytes(&meta, &data).unwrap();
             let mut got = Vec::new();
-            write_archived(&meta, size as u64, &data[..], &mut got).unwrap();
+            write_archived(ARCHIVE_LEVEL, &meta, size as u64, &data[..], &mut got).unwrap();
             assert!(got == expected, "size {size}");
             // Reading in odd-sized pieces changes nothing.
             let mut got2 = Vec::new();
             write_archived(
+                ARCHIVE_LEVEL,
                 &meta,
                 size as u64,
                 std::io::BufReader::with_capacity(977, &data[..]),
@@ -162,20 +170,42 @@ mod tests {
             .unwrap();
             assert!(got2 == expected, "size {size}, small reads");
             // Wrong sizes are refused.
-            assert!(write_archived(&meta, size as u64 + 1, &data[..], &mut Vec::new()).is_err());
+            assert!(
+                write_archived(
+                    ARCHIVE_LEVEL,
+                    &meta,
+                    size as u64 + 1,
+                    &data[..],
+                    &mut Vec::new()
+                )
+                .is_err()
+            );
             if size > 0 {
                 assert!(
-                    write_archived(&meta, size as u64 - 1, &data[..], &mut Vec::new()).is_err()
+                    write_archived(
+                        ARCHIVE_LEVEL,
+                        &meta,
+                        size as u64 - 1,
+                        &data[..],
+                        &mut Vec::new()
+                    )
+                    .is_err()
                 );
             }
         }
+        // Another level: other bytes, still a valid object.
+        let data = b"level one level one level one".repeat(100);
+        let mut fast = Vec::new();
+        write_archived(1, &meta, data.len() as u64, &data[..], &mut fast).unwrap();
+        let c = ostree_core::objects::content_checksum(&meta, &data[..]).unwrap();
+        ostree_core::content::verify_archived(&c, &fast).unwrap();
         let link = FileMeta {
             mode: S_IFLNK | 0o777,
             symlink_target: Some("t".into()),
             ..Default::default()
         };
         let mut got = Vec::new();
-        write_archived(&link, 0, std::io::empty(), &mut got).unwrap();
+        write_archived(ARCHIVE_LEVEL, &link, 0, std::io::empty(), &mut got).unwrap();
         assert_eq!(
             got,
             ostree_core::content::archived_bytes(&link, b"").unwrap()

@@ -213,9 +213,15 @@ impl Inner {
                 let fd = create_file(dir, tmp, 0o644).map_err(|e| io_err(ctx("create"), e))?;
                 let mut f = File::from(fd);
                 match src {
-                    _ if symlink => deflate::write_archived(meta, 0, io::empty(), &mut f)?,
-                    Src::Bytes(b) => deflate::write_archived(meta, size, &b[..], &mut f)?,
-                    Src::Reader(r) => deflate::write_archived(meta, size, r, &mut f)?,
+                    _ if symlink => {
+                        deflate::write_archived(self.zlib_level, meta, 0, io::empty(), &mut f)?
+                    }
+                    Src::Bytes(b) => {
+                        deflate::write_archived(self.zlib_level, meta, size, &b[..], &mut f)?
+                    }
+                    Src::Reader(r) => {
+                        deflate::write_archived(self.zlib_level, meta, size, r, &mut f)?
+                    }
                     Src::Path(p) => {
                         let input = File::open(&p).map_err(|e| Error::io_path("opening", &p, e))?;
                         let len = input
@@ -225,7 +231,7 @@ impl Inner {
                         if len != size {
                             return Err(changed(size, len));
                         }
-                        deflate::write_archived(meta, size, input, &mut f)?
+                        deflate::write_archived(self.zlib_level, meta, size, input, &mut f)?
                     }
                 }
                 rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644))

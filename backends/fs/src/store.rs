@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) fsync: bool,
     /// `core.per-object-fsync`: fsync each object and publish it at once.
     pub(crate) per_object_fsync: bool,
+    /// Deflate level of archive content (`[archive] zlib-level`, 1–9, default 6).
+    pub(crate) zlib_level: u32,
     /// Fan-out directories known to exist under `objects/`.
     pub(crate) fanout: FanoutSet,
     staging: OnceLock<Staging>,
@@ -331,6 +333,11 @@ impl FsStore {
             None => cfg.core_bool("fsync", true)?,
         };
         let per_object_fsync = cfg.core_bool("per-object-fsync", false)?;
+        // As ostree: clamped to 1..=9; unparsable values count as 0, hence 1.
+        let zlib_level = match cfg.keyfile.get("archive", "zlib-level") {
+            Some(v) => v.trim().parse::<u64>().unwrap_or(0).clamp(1, 9) as u32,
+            None => ostree_core::content::ARCHIVE_LEVEL,
+        };
         let objects_fd = util::open_dir(&root_fd, "objects").map_err(|e| {
             io_err(
                 format!("opening repo: opendir({}/objects)", path.display()),
@@ -361,6 +368,7 @@ impl FsStore {
                 mode,
                 fsync,
                 per_object_fsync,
+                zlib_level,
                 fanout: FanoutSet::default(),
                 staging: OnceLock::new(),
                 staging_init: Mutex::new(()),

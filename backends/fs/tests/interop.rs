@@ -454,3 +454,24 @@ async fn bare_split_xattrs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Not allowed due to repo mode"));
 }
+
+/// `[archive] zlib-level` is honoured (as ostree does) and the result is still a sound repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_zlib_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("r");
+    drop(new_repo(&p, RepoMode::Archive).await);
+    ostree(&p, &["config", "set", "archive.zlib-level", "1"]);
+    let store = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| b"abcdefghij"[(i % 7 + i / 1000 % 3) as usize])
+        .collect();
+    let (c, o) = file(0o644, &data, vec![]);
+    store.put(&o.key, o.write()).await.unwrap();
+    store.sync().await.unwrap();
+    let stored = std::fs::read(store.local_path(&o.key).unwrap()).unwrap();
+    let level6 = ostree_core::content::archived_bytes(&o.file.as_ref().unwrap().0, &data).unwrap();
+    assert_ne!(stored, level6, "zlib-level=1 was not used");
+    ostree_core::content::verify_archived(&c, &stored).unwrap();
+    ostree(&p, &["fsck"]);
+}
