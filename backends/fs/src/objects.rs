@@ -495,7 +495,7 @@ impl Inner {
             |t: Vec<u8>| String::from_utf8(t).map_err(|_| corrupt("symlink target is not UTF-8"));
         let content = match (self.mode, opened) {
             (RepoMode::Archive, Opened::File(f, _)) => {
-                let (meta, size, reader) = read_archived(BufReader::with_capacity(64 * 1024, f))?;
+                let (meta, size, reader) = read_archived(BufReader::with_capacity(8 * 1024, f))?;
                 ContentRead {
                     meta,
                     size,
