@@ -78,13 +78,23 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
 pub fn default_timestamp() -> anyhow::Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => {
-            let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
+            // g_ascii_strtoll semantics: leading space, optional sign, digits; the rest ignored.
+            let t = v.trim_start();
+            let (neg, digits) = match t.as_bytes().first() {
+                Some(b'-') => (true, &t[1..]),
+                Some(b'+') => (false, &t[1..]),
+                _ => (false, t),
+            };
+            let digits: String = digits.chars().take_while(|c| c.is_ascii_digit()).collect();
             if digits.is_empty() {
                 bail!("Failed to convert SOURCE_DATE_EPOCH");
             }
-            digits.parse::<u64>().map_err(|_| {
-                anyhow::anyhow!("Parsing SOURCE_DATE_EPOCH: Numerical result out of range")
-            })
+            let n: i64 = format!("{}{digits}", if neg { "-" } else { "" })
+                .parse()
+                .map_err(|_| {
+                    anyhow::anyhow!("Parsing SOURCE_DATE_EPOCH: Numerical result out of range")
+                })?;
+            Ok(n as u64)
         }
         Err(_) => Ok(std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -121,12 +131,20 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
     if branch.is_none() && !orphan {
         bail!("A branch must be specified with --branch, or use --orphan");
     }
-    if let Some(b) = &branch {
-        ostree_core::repo::refs::validate_ref_name(b)?;
-    }
-    // Current value of the branch (the CAS expectation) and the parent.
-    let current = match &branch {
-        Some(b) => repo.store().read_ref(&format!("heads/{b}")).await?,
+    let branch_spec = match &branch {
+        Some(b) => Some(ostree_core::repo::refs::parse_refspec(b)?),
+        None => None,
+    };
+    // Current value of the branch: the parent unless --parent says otherwise.
+    let current = match &branch_spec {
+        Some((remote, name)) => {
+            repo.store()
+                .read_ref(&ostree_core::repo::refs::store_ref_name(
+                    remote.as_deref(),
+                    name,
+                ))
+                .await?
+        }
         None => None,
     };
     let parent = match inv.value("parent") {
@@ -249,7 +267,8 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
             }
             "ref" => {
                 let c = super::resolve(&repo, val).await?;
-                repo.write_commit_tree_to_mtree(&c, &mut mtree).await?;
+                repo.write_commit_tree_to_mtree_modified(&c, &mut mtree, &modifier, &mut stats)
+                    .await?;
             }
             "tar" => bail!("--tree=tar= is not supported yet"),
             other => bail!("Invalid tree type specification '{other}'"),
@@ -309,16 +328,10 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
         };
         let det = (!detached.is_empty()).then_some(&detached);
         let c = repo.write_commit(&commit, det, &mut stats).await?;
-        let refs = match &branch {
-            Some(b) => vec![(
-                None,
-                b.clone(),
-                match current {
-                    Some(v) => RefExpect::Value(v),
-                    None => RefExpect::Absent,
-                },
-                Some(c),
-            )],
+        // Like ostree, the ref is set unconditionally at the end of the transaction
+        // (concurrent commits to one branch both succeed; the last one wins).
+        let refs = match &branch_spec {
+            Some((remote, name)) => vec![(remote.clone(), name.clone(), RefExpect::Any, Some(c))],
             None => vec![],
         };
         repo.commit_transaction(&refs).await?;

@@ -643,6 +643,138 @@ impl Repo {
         self.overlay_tree(c.root_tree, c.root_meta, mtree).await
     }
 
+    /// Overlay an existing commit's tree, applying a commit modifier to every entry (ostree
+    /// rewrites content objects whose metadata the modifier changes, e.g. `--owner-uid`).
+    /// Without an effective modifier this is [`Repo::write_commit_tree_to_mtree`].
+    pub async fn write_commit_tree_to_mtree_modified(
+        &self,
+        commit: &Checksum,
+        mtree: &mut MutableTree,
+        modifier: &CommitModifier,
+        stats: &mut CommitStats,
+    ) -> Result<()> {
+        let (canonical, skip_xattrs) = self.effective_modifier(modifier);
+        if !canonical && !skip_xattrs && modifier.filter.is_none() {
+            return self.write_commit_tree_to_mtree(commit, mtree).await;
+        }
+        let c = self.load_commit(commit).await?;
+        self.overlay_tree_modified(c.root_tree, c.root_meta, "/", mtree, modifier, stats)
+            .await
+    }
+
+    fn modify_info(&self, path: &str, info: &mut EntryInfo, modifier: &CommitModifier) -> bool {
+        let (canonical, _) = self.effective_modifier(modifier);
+        if let Some(f) = &modifier.filter
+            && f(path, info) == FilterResult::Skip
+        {
+            return false;
+        }
+        if canonical {
+            match info.mode & S_IFMT {
+                S_IFREG => info.mode &= S_IFREG | 0o755,
+                S_IFDIR => info.mode &= S_IFDIR | 0o755,
+                _ => {}
+            }
+            info.uid = 0;
+            info.gid = 0;
+        }
+        true
+    }
+
+    async fn overlay_tree_modified(
+        &self,
+        tree: Checksum,
+        meta: Checksum,
+        path: &str,
+        mtree: &mut MutableTree,
+        modifier: &CommitModifier,
+        stats: &mut CommitStats,
+    ) -> Result<()> {
+        let (_, skip_xattrs) = self.effective_modifier(modifier);
+        mtree.ensure_loaded(self).await?;
+        let mut dm = self.load_dirmeta(&meta).await?;
+        let mut info = EntryInfo {
+            uid: dm.uid,
+            gid: dm.gid,
+            mode: dm.mode,
+        };
+        if self.modify_info(path, &mut info, modifier) {
+            dm.uid = info.uid;
+            dm.gid = info.gid;
+            dm.mode = info.mode;
+        }
+        if skip_xattrs {
+            dm.xattrs.clear();
+        }
+        mtree.meta = Some(
+            self.write_meta_object(ObjectType::DirMeta, dm.to_bytes(), stats)
+                .await?,
+        );
+        let dt = self.load_dirtree(&tree).await?;
+        for (n, c) in dt.files {
+            let child = join_rel(path, &n);
+            let content = self.load_file(&c).await?;
+            let mut fm = content.meta.clone();
+            let mut info = EntryInfo {
+                uid: fm.uid,
+                gid: fm.gid,
+                mode: fm.mode,
+            };
+            if !self.modify_info(&child, &mut info, modifier) {
+                continue;
+            }
+            fm.uid = info.uid;
+            fm.gid = info.gid;
+            fm.mode = (fm.mode & S_IFMT) | (info.mode & !S_IFMT);
+            if skip_xattrs {
+                fm.xattrs.clear();
+            }
+            stats.content_objects_total += 1;
+            let newc = if fm == content.meta {
+                c
+            } else {
+                let size = content.size;
+                let mut body = Vec::with_capacity(size.min(1 << 20) as usize);
+                let mut r = content.body.into_reader();
+                std::io::copy(&mut r, &mut body)
+                    .map_err(|e| Error::io(format!("reading object {c}"), e))?;
+                let nc = crate::objects::content_checksum(&fm, &body[..])?;
+                let key = ObjectKey::new(nc, ObjectType::File);
+                if !self.store().has(&key).await? {
+                    self.store()
+                        .put(
+                            &key,
+                            ObjectWrite::Content {
+                                meta: fm,
+                                size,
+                                source: ContentSource::Bytes(Bytes::from(body)),
+                            },
+                        )
+                        .await?;
+                    stats.content_objects_written += 1;
+                    stats.content_bytes_written += size;
+                }
+                nc
+            };
+            mtree.replace_file(&n, newc)?;
+        }
+        for (n, t, m) in dt.dirs {
+            let child = join_rel(path, &n);
+            let dmeta = self.load_dirmeta(&m).await?;
+            let mut info = EntryInfo {
+                uid: dmeta.uid,
+                gid: dmeta.gid,
+                mode: dmeta.mode,
+            };
+            if !self.modify_info(&child, &mut info, modifier) {
+                continue;
+            }
+            let sub = mtree.ensure_dir(&n)?;
+            Box::pin(self.overlay_tree_modified(t, m, &child, sub, modifier, stats)).await?;
+        }
+        Ok(())
+    }
+
     async fn overlay_tree(
         &self,
         tree: Checksum,

@@ -274,6 +274,9 @@ pub fn verify_object(key: &ObjectKey, obj: ObjectRead) -> Result<()> {
     match obj {
         ObjectRead::Meta(bytes) => {
             let r = (|| -> Result<()> {
+                if !matches!(key.ty, ObjectType::CommitMeta | ObjectType::TombstoneCommit) {
+                    check(key.ty, &key.checksum, &Checksum::of(&bytes))?;
+                }
                 match key.ty {
                     ObjectType::DirTree => {
                         DirTree::from_bytes(&bytes)?;
@@ -292,7 +295,7 @@ pub fn verify_object(key: &ObjectKey, obj: ObjectRead) -> Result<()> {
                         return Err(Error::corrupted("content object stored as metadata"));
                     }
                 }
-                check(key.ty, &key.checksum, &Checksum::of(&bytes))
+                Ok(())
             })();
             r.map_err(|e| Error::Corrupted(format!("fsck {}.{}: {e}", key.checksum, key.ty.name())))
         }
