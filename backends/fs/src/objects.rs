@@ -107,6 +107,7 @@ impl Inner {
                 implementer: format!("{} (bare-split-xattrs mode)", self.root.display()),
             });
         }
+        self.dirty.store(true, Ordering::Release);
         if !replace && self.has_sync(key)? {
             return Ok(());
         }
@@ -143,7 +144,6 @@ impl Inner {
             if r.is_err() {
                 let _ = rustix::fs::unlinkat(&st.dir, tmp.as_str(), AtFlags::empty());
             }
-            self.dirty.store(true, Ordering::Release);
             r
         }
     }

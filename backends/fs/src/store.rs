@@ -57,7 +57,8 @@ pub(crate) struct Inner {
     staging_init: Mutex<()>,
     /// Held while staged objects are published (and by anything removing staged files).
     pub(crate) sync_lock: Mutex<()>,
-    /// Something was published directly (per-object-fsync) since the last `sync`.
+    /// A put happened since the last `sync` (which then owes a `syncfs` even with nothing
+    /// staged).
     pub(crate) dirty: AtomicBool,
     /// `FICLONE` failed once: do not try it again.
     pub(crate) no_reflink: AtomicBool,
@@ -511,20 +512,23 @@ impl Inner {
             return Ok(());
         }
         let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.per_object_fsync {
-            if self.dirty.swap(false, Ordering::AcqRel) {
-                rustix::fs::syncfs(&self.objects_fd)
-                    .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))?;
-            }
-            return Ok(());
-        }
-        let Some(st) = self.staging.get() else {
-            return Ok(());
+        // Any put since the last sync, even one that found the object already there: another
+        // handle may have published it without having made the rename durable yet.
+        let had_puts = self.dirty.swap(false, Ordering::AcqRel);
+        let syncfs_objects = || {
+            rustix::fs::syncfs(&self.objects_fd)
+                .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))
         };
-        let batch: Vec<(ObjectKey, u64)> = st.staged().iter().map(|(k, n)| (*k, *n)).collect();
+        let batch: Vec<(ObjectKey, u64)> = match self.staging.get() {
+            Some(st) if !self.per_object_fsync => {
+                st.staged().iter().map(|(k, n)| (*k, *n)).collect()
+            }
+            _ => Vec::new(),
+        };
         if batch.is_empty() {
-            return Ok(());
+            return if had_puts { syncfs_objects() } else { Ok(()) };
         }
+        let st = self.staging.get().expect("objects were staged");
         // Everything in the batch was completely written before we took it: one syncfs makes
         // all of it durable before any of it becomes visible.
         rustix::fs::syncfs(&st.dir)
@@ -588,9 +592,7 @@ impl Inner {
             }
         }
         // Make the renames (and new fan-out directories) durable too.
-        let r2 = rustix::fs::syncfs(&self.objects_fd)
-            .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e));
-        result.and(r2)
+        result.and(syncfs_objects())
     }
 
     /// Move a finished file into `objects/` under `key`'s name. An existing object is kept
