@@ -34,6 +34,17 @@
 //!
 //! With `core.fsync=false` objects are renamed into place as soon as written; with
 //! `core.per-object-fsync=true` each object is fsynced and renamed at once (ostree's option).
+//! The staging lock file is dated in 2100: ostree's `tmp/` cleanup deletes unknown files older
+//! than a day but skips files "from the future", so a long-lived handle keeps its lock.
+//!
+//! Two deliberate differences from plain idempotent puts: detached metadata (`.commitmeta`) is
+//! *replaced* by a put, as ostree's `write_commit_detached_metadata` replaces it; and
+//! `[archive] zlib-level` (1–9, default 6) is honoured like ostree.
+//!
+//! Capabilities: `local_root` and `local_objects` (answers [`local_path`]) in every mode,
+//! `hardlink_checkout` in the bare modes.
+//!
+//! [`local_path`]: ostree_core::store::ObjectStore::local_path
 //!
 //! ## Refs and locks
 //!
