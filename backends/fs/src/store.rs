@@ -546,6 +546,47 @@ impl Inner {
             }
             (done, Ok(()))
         };
+        // Publish in dependency order, one type after another: content, dirmeta, dirtree, then
+        // commits and their detached metadata. A kill between two renames then never leaves a
+        // visible commit whose tree is not (yet) visible.
+        let rank = |t: ObjectType| match t {
+            ObjectType::File => 0u8,
+            ObjectType::DirMeta => 1,
+            ObjectType::DirTree => 2,
+            ObjectType::Commit => 3,
+            ObjectType::CommitMeta | ObjectType::TombstoneCommit => 4,
+        };
+        let mut batch = batch;
+        batch.sort_by_key(|(k, _)| rank(k.ty));
+        let mut done_all = Vec::with_capacity(batch.len());
+        let mut result = Ok(());
+        for group in batch.chunk_by(|a, b| rank(a.0.ty) == rank(b.0.ty)) {
+            let (done, r) = self.publish_group(group, &publish_all);
+            done_all.extend(done);
+            if r.is_err() {
+                result = r;
+                break;
+            }
+        }
+        let done = done_all;
+        {
+            let mut m = st.staged();
+            for (k, n) in &done {
+                if m.get(k) == Some(n) {
+                    m.remove(k);
+                }
+            }
+        }
+        // Make the renames (and new fan-out directories) durable too.
+        result.and(syncfs_objects())
+    }
+
+    /// Publish one group of staged objects, in parallel when the group is large.
+    fn publish_group(
+        &self,
+        batch: &[(ObjectKey, u64)],
+        publish_all: &(dyn Fn(&[(ObjectKey, u64)]) -> (Vec<(ObjectKey, u64)>, Result<()>) + Sync),
+    ) -> (Vec<(ObjectKey, u64)>, Result<()>) {
         let threads = if batch.len() >= 2048 {
             std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
@@ -553,8 +594,8 @@ impl Inner {
         } else {
             1
         };
-        let (done, result) = if threads == 1 {
-            publish_all(&batch)
+        if threads == 1 {
+            publish_all(batch)
         } else {
             let parts: Vec<_> = std::thread::scope(|s| {
                 let handles: Vec<_> = batch
@@ -582,17 +623,7 @@ impl Inner {
                 }
             }
             (done, result)
-        };
-        {
-            let mut m = st.staged();
-            for (k, n) in &done {
-                if m.get(k) == Some(n) {
-                    m.remove(k);
-                }
-            }
         }
-        // Make the renames (and new fan-out directories) durable too.
-        result.and(syncfs_objects())
     }
 
     /// Move a finished file into `objects/` under `key`'s name. An existing object is kept

@@ -141,6 +141,17 @@ impl Repo {
         dest: &Path,
         opts: &CheckoutOptions,
     ) -> Result<()> {
+        // ostree: "Force USER mode for BARE_USER_ONLY always - nothing else makes sense".
+        let forced;
+        let opts = if self.mode() == RepoMode::BareUserOnly && opts.mode != CheckoutMode::User {
+            forced = CheckoutOptions {
+                mode: CheckoutMode::User,
+                ..opts.clone()
+            };
+            &forced
+        } else {
+            opts
+        };
         let c = self.load_commit(commit).await?;
         if self.is_commit_partial(commit).await? {
             return Err(Error::invalid(format!(
@@ -440,41 +451,34 @@ impl Ctx {
             && !self.opts.force_copy
             && let Some(src) = store.local_path(&key)
         {
-            // Zero-sized files and bare-user symlinks are always copied (ostree: EMLINK and
-            // symlink representation); check cheaply via the object file.
+            // ostree always copies zero-sized files (EMLINK), bare-user symlinks (stored as
+            // regular files) and, in user mode, files the owner cannot read.
             let st = rustix::fs::lstat(&src).ctx(|| format!("stat {}", src.display()))?;
-            let is_link_obj = st.st_mode & S_IFMT == crate::objects::S_IFLNK;
-            let unreadable_user = self.opts.mode == CheckoutMode::User && st.st_mode & 0o400 == 0;
-            let bare_user_symlink = self.usermode_repo && self.is_symlink_object(&key, &st)?;
-            if st.st_size > 0 && !unreadable_user && !bare_user_symlink
-                || (is_link_obj && !self.usermode_repo)
-            {
-                match self.link(&src, dfd, rel, name) {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    Err(e) => return Err(e),
-                }
+            let mode = self.committed_mode(&src, &st)?;
+            let is_symlink = mode & S_IFMT == crate::objects::S_IFLNK;
+            let bare_user_symlink = self.usermode_repo && is_symlink;
+            let zero = !is_symlink && st.st_size == 0;
+            let unreadable =
+                self.opts.mode == CheckoutMode::User && !is_symlink && mode & 0o400 == 0;
+            if !(bare_user_symlink || zero || unreadable) && self.link(&src, dfd, rel, name)? {
+                return Ok(());
             }
-        } else if self.opts.require_hardlinks && !self.opts.force_copy {
-            // Only bare-user symlinks and zero-sized files may be copied with -H; let the copy
-            // path decide after loading.
         }
         self.copy(dfd, rel, name, &key)
     }
 
-    fn is_symlink_object(&self, key: &ObjectKey, st: &rustix::fs::Stat) -> Result<bool> {
-        if self.repo.mode() == RepoMode::BareUserOnly {
-            return Ok(st.st_mode & S_IFMT == crate::objects::S_IFLNK);
+    /// The mode the object was committed with (bare-user keeps it in `user.ostreemeta`).
+    fn committed_mode(&self, src: &Path, st: &rustix::fs::Stat) -> Result<u32> {
+        if self.repo.mode() != RepoMode::BareUser {
+            return Ok(st.st_mode);
         }
-        // bare-user: symlinks are regular files; the real mode is in user.ostreemeta.
-        let src = self.repo.store().local_path(key).unwrap_or_default();
         let mut buf = vec![0u8; 4096];
-        match rustix::fs::lgetxattr(&src, "user.ostreemeta", &mut buf) {
-            Ok(n) => {
-                let (_, _, mode, _) = crate::objects::parse_bare_user_meta(&buf[..n])?;
-                Ok(mode & S_IFMT == crate::objects::S_IFLNK)
-            }
-            Err(_) => Ok(false),
+        match rustix::fs::lgetxattr(src, "user.ostreemeta", &mut buf) {
+            Ok(n) => Ok(crate::objects::parse_bare_user_meta(&buf[..n])?.2),
+            Err(e) => Err(Error::io(
+                format!("reading user.ostreemeta of {}", src.display()),
+                e.into(),
+            )),
         }
     }
 
@@ -489,7 +493,7 @@ impl Ctx {
                 )),
                 OverwriteMode::AddFiles => Ok(true),
                 OverwriteMode::UnionFiles => {
-                    let tmp = format!(".{name}.ostree-tmp-{}", std::process::id());
+                    let tmp = format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix());
                     let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
                     rustix::fs::linkat(rustix::fs::CWD, src, dfd, tmp.as_str(), AtFlags::empty())
                         .ctx(|| format!("linkat {}", join(rel, name)))?;
@@ -598,11 +602,7 @@ impl Ctx {
             return Ok(());
         }
         // Regular file: write into a temporary name, then move into place.
-        let tmp = format!(
-            ".{name}.ostree-tmp-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        );
+        let tmp = format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix());
         let fd: OwnedFd = rustix::fs::openat(
             dfd,
             tmp.as_str(),

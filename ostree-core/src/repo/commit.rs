@@ -227,7 +227,8 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
                 }
             }
         };
-        if vn != usize::MAX {
+        // Like libglnx (and so ostree), xattrs with an empty value are not recorded.
+        if vn != usize::MAX && vn > 0 {
             val.truncate(vn);
             out.push((name.to_vec(), val));
         }
