@@ -281,7 +281,7 @@ cmd_test() {
     t=$(date +%s)
     export OSTREE_RS_BIN=$OUR_OSTREE
     set -o pipefail
-    cargo test --release --workspace 2>&1 | tee "$cargo_log" || failed+=("cargo test")
+    cargo test --release --workspace --no-fail-fast 2>&1 | tee "$cargo_log" || failed+=("cargo test")
     note "cargo test took $(elapsed "$t")"
     say "upstream conformance suite (gated on tests/conformance-expected.txt)"
     GATE_PASSED=0 GATE_FAILED=0

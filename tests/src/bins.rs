@@ -172,6 +172,51 @@ impl Ostree {
     }
 }
 
+/// When two repos disagree on a commit checksum: the lines of the judge's
+/// `ls -R -X -C REFSPEC` that differ between them (the judge reads both repos), so a failure
+/// names the entries whose metadata or content differ.
+pub fn explain_mismatch(
+    judge: &Ostree,
+    ours_repo: &Path,
+    real_repo: &Path,
+    refspec: &str,
+) -> String {
+    let ls = |repo: &Path| {
+        let r = judge.run_repo(repo, &["ls", "-R", "-X", "-C", refspec]);
+        if r.success() {
+            Ok(r.out().lines().map(str::to_string).collect::<Vec<_>>())
+        } else {
+            Err(r.err())
+        }
+    };
+    match (ls(ours_repo), ls(real_repo)) {
+        (Ok(a), Ok(b)) => {
+            let mut d: Vec<String> = a
+                .iter()
+                .filter(|l| !b.contains(l))
+                .map(|l| format!("ours: {l}"))
+                .chain(
+                    b.iter()
+                        .filter(|l| !a.contains(l))
+                        .map(|l| format!("real: {l}")),
+                )
+                .collect();
+            d.truncate(40);
+            format!(
+                "`{} ls -RXC {refspec}` differs on:\n  {}",
+                judge.label,
+                d.join("\n  ")
+            )
+        }
+        (a, b) => format!(
+            "`{} ls -RXC {refspec}` failed: ours repo: {:?}; real repo: {:?}",
+            judge.label,
+            a.err(),
+            b.err()
+        ),
+    }
+}
+
 /// A Rust panic in the binary under test is never an acceptable way to report an error.
 pub fn assert_no_panic(r: &Run) {
     let e = r.err();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ostree_tests::bins::{Ostree, both, is_root, path_str, scratch};
+use ostree_tests::bins::{Ostree, both, explain_mismatch, is_root, path_str, scratch};
 use ostree_tests::fixtures::{add_huge_file, large_file_mb, make_rich_tree, object_names};
 use ostree_tests::tree::{
     Compare, assert_same_snapshots, assert_same_tree, drop_empty_xattrs, snapshot,
@@ -73,9 +73,10 @@ fn rich(mode: &str) {
         let args = commit_args(branch, extra, path_str(&src));
         let co = ours.ok(&repo_o, &args);
         let cr = real.ok(&repo_r, &args);
-        assert_eq!(
-            co, cr,
-            "commit checksum of the rich tree in {mode}, branch {branch} {extra:?}"
+        assert!(
+            co == cr,
+            "commit checksum of the rich tree in {mode}, branch {branch} {extra:?}: ours {co}, real {cr}\n{}",
+            explain_mismatch(&real, &repo_o, &repo_r, branch)
         );
         assert_eq!(
             ours.rev_parse(&repo_o, branch),
@@ -189,7 +190,11 @@ fn huge_file() {
         ];
         let co = ours.ok(&ro, &args);
         let cr = real.ok(&rr, &args);
-        assert_eq!(co, cr, "huge file commit checksum in {mode}");
+        assert!(
+            co == cr,
+            "huge file commit checksum in {mode}: ours {co}, real {cr}\n{}",
+            explain_mismatch(&real, &ro, &rr, "huge")
+        );
         let dest = tmp.path().join(format!("co-{mode}"));
         ours.ok(&rr, &["checkout", "huge", path_str(&dest)]);
         let cmp = Compare {
