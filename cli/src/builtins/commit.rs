@@ -126,6 +126,8 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Held for the whole transaction, as ostree's prepare_transaction does.
+    let _lock = repo.lock(false).await?;
     let branch = inv.value("branch").map(str::to_string);
     let orphan = inv.flag("orphan");
     if branch.is_none() && !orphan {

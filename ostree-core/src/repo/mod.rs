@@ -201,6 +201,13 @@ impl Repo {
         self.inner.store.sync().await
     }
 
+    /// Take the repository lock: shared for anything that adds objects or moves refs
+    /// (commit, pull), exclusive for destructive work (prune). Released on drop. Take the
+    /// strongest lock an operation needs first: upgrading a held lock would wait on itself.
+    pub async fn lock(&self, exclusive: bool) -> Result<crate::store::LockGuard> {
+        self.inner.store.lock(exclusive).await
+    }
+
     /// True if `state/<commit>.commitpartial` marks the commit's tree as incomplete.
     pub async fn is_commit_partial(&self, csum: &Checksum) -> Result<bool> {
         Ok(self
