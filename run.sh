@@ -201,7 +201,7 @@ conformance_gate() {
     mapfile -t all < <(bash "$CONFORMANCE" -n -l -b "$bindir")
     local t0; t0=$(date +%s)
     if [ ${#expected[@]} -gt 0 ]; then
-        note "gated tests (${#expected[@]}, from tests/conformance-expected.txt)"
+        note "gated tests (${#expected[@]}, from ${EXPECTED#"$ROOT"/})"
         timeout -k 30 "$budget" bash "$CONFORMANCE" -n -j "$jobs" -t 120 -o "$out/expected" \
             -b "$bindir" "${expected[@]}" >"$out/expected.log" 2>&1 || true
         for t in "${expected[@]}"; do excl+=(-x "$t"); done
@@ -244,7 +244,9 @@ conformance_gate() {
         printf 'FAILED expected conformance test: %s\n' "${bad[@]}" >&2
         for e in "${bad[@]}"; do
             e=${e%% *}
-            [ -f "$out/expected/logs/$e.log" ] && { echo "--- tail of $e.log" >&2; tail -n 15 "$out/expected/logs/$e.log" >&2; }
+            [ -f "$out/expected/logs/$e.log" ] || continue
+            echo "--- $e: tail of $out/expected/logs/$e.log" >&2
+            grep -vE '^(gpg-connect-agent:|OK closing connection)' "$out/expected/logs/$e.log" | tail -n 15 >&2
         done
         return 1
     fi
@@ -280,6 +282,7 @@ cmd_test() {
     say "cargo test (release; interop tests judge $OUR_OSTREE against $REAL_OSTREE)"
     t=$(date +%s)
     export OSTREE_RS_BIN=$OUR_OSTREE
+    export OSTREE_TEST_HUGE_MB=${OSTREE_TEST_HUGE_MB:-256}   # one ~10 s test: a 256 MiB sparse-ish file
     set -o pipefail
     cargo test --release --workspace --no-fail-fast 2>&1 | tee "$cargo_log" || failed+=("cargo test")
     note "cargo test took $(elapsed "$t")"

@@ -79,6 +79,7 @@ fn kill_commit(mode: &str) {
             .unwrap_or(1),
     );
     let mut rng = Rng::new(seed);
+    let (mut interrupted, mut finished) = (0, 0);
     eprintln!("kill_commit {mode}: full commit takes {full:?}; OSTREE_TEST_SEED={seed}");
     for round in 0..env_u64("OSTREE_TEST_KILL_ROUNDS", 4) {
         let delay = full.mul_f64(rng.below(1100) as f64 / 1000.0);
@@ -101,12 +102,19 @@ fn kill_commit(mode: &str) {
         );
         fsck_after_kill(&real, &repo, upstream, &ctx);
         fsck_after_kill(&ours, &repo, upstream, &ctx);
+        if head.as_deref() == Some(base.as_str()) {
+            interrupted += 1;
+        }
         if head.as_deref() == Some(expected.as_str()) {
+            finished += 1;
             // finished before the kill: put the ref back so the next round commits again
             std::fs::write(repo.join("refs/heads/main"), format!("{base}\n")).expect("reset ref");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    eprintln!(
+        "kill_commit {mode}: {interrupted} commits interrupted, {finished} finished before the kill"
+    );
     let done = ours.ok(&repo, &args);
     assert_eq!(done, expected, "{mode}: commit after the killed ones");
     let ctx = format!("{mode}, final commit, OSTREE_TEST_SEED={seed}");
