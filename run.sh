@@ -111,6 +111,17 @@ make_sample_tree() { # DIR
     printf 'héllo wörld\n' > "$t/usr/share/doc/demo/unicode name ☃.txt"
 }
 
+# Start the S3 test server and import its environment; stop it on exit only if we started it.
+start_moto() {
+    local errf envs
+    errf=$(mktemp)
+    envs=$(.ci/moto.sh start "$MOTO_PORT" 2>"$errf") || { cat "$errf" >&2; rm -f "$errf"; die "could not start moto"; }
+    cat "$errf" >&2
+    eval "$envs"
+    grep -q 'already running' "$errf" || trap '.ci/moto.sh stop "$MOTO_PORT" >/dev/null 2>&1 || true' EXIT
+    rm -f "$errf"
+}
+
 show() { printf '\033[36m$ %s\033[0m\n' "$*" >&2; "$@"; }
 
 cmd_demo() {
@@ -124,8 +135,7 @@ cmd_demo() {
     if [ "$where" = s3 ]; then
         say "starting a local S3 server (moto) with .ci/moto.sh"
         [ -x .ci/moto.sh ] || die ".ci/moto.sh is missing"
-        eval "$(.ci/moto.sh start "$MOTO_PORT")"
-        trap '.ci/moto.sh stop "$MOTO_PORT" >/dev/null 2>&1 || true' EXIT
+        start_moto
         local prefix; prefix=demo-$(date +%s)
         repo="s3://ostree-test/$prefix?endpoint=http://127.0.0.1:$MOTO_PORT&region=us-east-1"
     else
@@ -260,8 +270,7 @@ cmd_test() {
     cmd_deps
     if [ -x .ci/moto.sh ]; then
         say "S3 test server (moto)"
-        eval "$(.ci/moto.sh start "$MOTO_PORT")"
-        trap '.ci/moto.sh stop "$MOTO_PORT" >/dev/null 2>&1 || true' EXIT
+        start_moto
         export OSTREE_TEST_REQUIRE=s3,ostree
     else
         note ".ci/moto.sh not found: S3 tests are not required in this run"
