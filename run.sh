@@ -8,7 +8,7 @@
 #                      sample tree, log/ls/checkout/fsck it, cross-check with the real ostree.
 #                      `s3` keeps the repo in a local S3 server (moto, via .ci/moto.sh) and has
 #                      the real ostree pull it over plain HTTP.
-#   test               what CI runs: deps, moto, fmt, clippy, build, cargo test, then the upstream
+#   test               what CI runs: deps, moto, fmt, build, clippy, cargo test, then the upstream
 #                      conformance suite gated on tests/conformance-expected.txt
 #   conformance [ARGS] build, then run the upstream ostree test suite against our binary and
 #                      print the score (ARGS go to tests/conformance/ostree-conformance.sh,
@@ -20,7 +20,7 @@
 # Environment:
 #   CARGO_TARGET_DIR            where cargo builds (default ./target)
 #   OSTREE_RS_BIN               the binary under test (default target/release/ostree); when set,
-#                               `conformance` and `bench` use it without building (set it to
+#                               demo, conformance, gate and bench use it without building (set it to
 #                               /usr/bin/ostree to check the plumbing with the real one)
 #   OSTREE_REAL_BIN             the real ostree (default /usr/bin/ostree)
 #   MOTO_PORT                   port of the S3 test server (default 9000)
