@@ -87,6 +87,10 @@ impl Staging {
     }
 }
 
+/// Publishes a run of staged objects (key, staged file number): returns those published and
+/// the first error. Called from several threads for a large group.
+type PublishFn<'a> = dyn Fn(&[(ObjectKey, u64)]) -> (Vec<(ObjectKey, u64)>, Result<()>) + Sync + 'a;
+
 /// The name of staged object number `n`.
 pub(crate) fn staged_name(n: u64) -> HexName {
     HexName::new(Some(b'o'), n)
@@ -585,7 +589,7 @@ impl Inner {
     fn publish_group(
         &self,
         batch: &[(ObjectKey, u64)],
-        publish_all: &(dyn Fn(&[(ObjectKey, u64)]) -> (Vec<(ObjectKey, u64)>, Result<()>) + Sync),
+        publish_all: &PublishFn<'_>,
     ) -> (Vec<(ObjectKey, u64)>, Result<()>) {
         let threads = if batch.len() >= 2048 {
             std::thread::available_parallelism()
