@@ -258,10 +258,12 @@ pub fn checkout(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             return Err(inv.usage_error("COMMIT must be specified"));
         }
         let rev = &args[0];
-        let fsync = match inv.value("fsync") {
-            Some(v) => parse_boolean(v)?,
-            None => repo.config().core_bool("fsync", true)?,
-        };
+        // Like ostree's CLI, checkouts never fsync the files they write (`--fsync` only
+        // concerns repository writes, and checkout writes none).
+        if let Some(v) = inv.value("fsync") {
+            parse_boolean(v)?;
+        }
+        let fsync = false;
         let overwrite = if inv.flag("union") {
             OverwriteMode::UnionFiles
         } else if inv.flag("union-add") {

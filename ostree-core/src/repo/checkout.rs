@@ -9,7 +9,6 @@
 //! every directory is opened relative to the checkout root with `RESOLVE_BENEATH`, so nothing
 //! the repository (or an earlier union checkout) contains can make us write outside the target.
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -601,19 +600,40 @@ impl Ctx {
             }
             return Ok(());
         }
-        // Regular file: write into a temporary name, then move into place.
-        let tmp = format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix());
-        let fd: OwnedFd = rustix::fs::openat(
+        // Regular file. Without a union mode the final name is created directly (O_EXCL: an
+        // existing entry is an error, or skipped for --union-add); with --union/--union-identical
+        // we write a temporary name and move it into place.
+        let direct = matches!(
+            self.opts.overwrite,
+            OverwriteMode::None | OverwriteMode::AddFiles
+        );
+        let tmp = if direct {
+            name.to_string()
+        } else {
+            format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix())
+        };
+        let fd: OwnedFd = match rustix::fs::openat(
             dfd,
             tmp.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::from_raw_mode(0o600),
-        )
-        .ctx(|| format!("creating {what}"))?;
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) if direct && self.opts.overwrite == OverwriteMode::AddFiles => {
+                return Ok(());
+            }
+            Err(Errno::EXIST) if direct => {
+                return Err(Error::io(
+                    format!("Copy checkout of {} to {name}", key.checksum),
+                    std::io::Error::from_raw_os_error(libc::EEXIST),
+                ));
+            }
+            Err(e) => return Err(Error::io(format!("creating {what}"), e.into())),
+        };
         let res = (|| -> Result<()> {
             let mut f = std::fs::File::from(fd);
             let mut reader = content.body.into_reader();
-            let n = std::io::copy(&mut reader, &mut f)
+            let n = copy_large(&mut reader, &mut f)
                 .map_err(|e| Error::io(format!("writing {what}"), e))?;
             if n != content.size {
                 return Err(Error::corrupted(format!(
@@ -621,8 +641,6 @@ impl Ctx {
                     content.size
                 )));
             }
-            f.flush()
-                .map_err(|e| Error::io(format!("writing {what}"), e))?;
             let mut mode = meta.mode & 0o7777;
             if self.opts.mode == CheckoutMode::None {
                 rustix::fs::fchown(
@@ -648,6 +666,9 @@ impl Ctx {
         if let Err(e) = res {
             let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
             return Err(e);
+        }
+        if direct {
+            return Ok(());
         }
         let placed = match self.opts.overwrite {
             OverwriteMode::UnionFiles => match rustix::fs::renameat(dfd, tmp.as_str(), dfd, name) {
@@ -701,6 +722,24 @@ impl Ctx {
                 Err(Error::io(format!("placing {what}"), e.into()))
             }
         }
+    }
+}
+
+/// Copy with a large buffer (std's copy uses 8 KiB, which means many small writes when the
+/// source is an inflating reader). Files use `copy_file_range` when both ends allow it.
+fn copy_large(r: &mut dyn std::io::Read, w: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 
