@@ -33,6 +33,7 @@ pub fn handler_for(path: &str) -> Handler {
         "checkout" => builtins::checkout,
         "commit" => builtins::commit,
         "config" => builtins::config,
+        "export" => builtins::export,
         "fsck" => builtins::fsck,
         "init" => builtins::init,
         "log" => builtins::log,

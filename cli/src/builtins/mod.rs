@@ -7,10 +7,12 @@ use crate::opts::Invocation;
 
 pub mod basic;
 pub mod commit;
+pub mod export;
 pub mod inspect;
 
 pub use basic::{checkout, config, fsck, init, refs, rev_parse};
 pub use commit::commit;
+pub use export::export;
 pub use inspect::{cat, log, ls, show};
 
 /// Placeholder handler for commands that are not implemented yet.

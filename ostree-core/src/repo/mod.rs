@@ -14,6 +14,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod export;
 pub mod fsck;
 pub mod read;
 pub mod refs;
