@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use url::Url;
 
+use crate::fetcher::{Fetcher, FetcherConfig};
 use crate::store::{ObjectStore, OpenOptions};
 use crate::{Error, Result};
 
@@ -39,10 +40,24 @@ pub struct StorePlugin {
 
 inventory::collect!(StorePlugin);
 
+/// A fetcher plugin record: moves bytes for base URLs with its scheme.
+#[derive(Debug)]
+pub struct FetcherPlugin {
+    /// URL scheme (lowercase): `file`, `http`, `https`…
+    pub scheme: &'static str,
+    /// One line for `ostree --version` / listings.
+    pub description: &'static str,
+    /// Build a fetcher for this base URL.
+    pub build: fn(&Url, &FetcherConfig) -> Result<Arc<dyn Fetcher>>,
+}
+
+inventory::collect!(FetcherPlugin);
+
 /// Plugins by kind and key.
 #[derive(Debug, Default)]
 pub struct Registry {
     stores: BTreeMap<String, &'static StorePlugin>,
+    fetchers: BTreeMap<String, &'static FetcherPlugin>,
     duplicates: Vec<(&'static str, String)>,
 }
 
@@ -57,6 +72,9 @@ impl Registry {
         let mut r = Registry::new();
         for p in inventory::iter::<StorePlugin> {
             r.register_store(p);
+        }
+        for p in inventory::iter::<FetcherPlugin> {
+            r.register_fetcher(p);
         }
         r
     }
@@ -78,6 +96,58 @@ impl Registry {
                 e.insert(p);
             }
         }
+    }
+
+    /// Add a fetcher plugin. A duplicate key is remembered and reported when used.
+    pub fn register_fetcher(&mut self, p: &'static FetcherPlugin) {
+        let key = p.scheme.to_ascii_lowercase();
+        match self.fetchers.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(("fetcher", e.key().clone()));
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(p);
+            }
+        }
+    }
+
+    /// Registered fetcher schemes, sorted.
+    pub fn fetcher_schemes(&self) -> Vec<&str> {
+        self.fetchers.keys().map(String::as_str).collect()
+    }
+
+    /// Every fetcher plugin, sorted by scheme.
+    pub fn fetcher_plugins(&self) -> impl Iterator<Item = &'static FetcherPlugin> + '_ {
+        self.fetchers.values().copied()
+    }
+
+    /// The fetcher plugin for a scheme.
+    pub fn fetcher_plugin(&self, scheme: &str) -> Result<&'static FetcherPlugin> {
+        let key = scheme.to_ascii_lowercase();
+        if self
+            .duplicates
+            .iter()
+            .any(|(kind, k)| *kind == "fetcher" && *k == key)
+        {
+            return Err(Error::DuplicatePlugin {
+                kind: "fetcher",
+                key,
+            });
+        }
+        self.fetchers
+            .get(&key)
+            .copied()
+            .ok_or_else(|| Error::UnsupportedScheme {
+                kind: "fetcher",
+                key,
+                available: self.fetchers.keys().cloned().collect(),
+            })
+    }
+
+    /// Build a fetcher for a base URL through the plugin for its scheme.
+    pub fn build_fetcher(&self, url: &Url, config: &FetcherConfig) -> Result<Arc<dyn Fetcher>> {
+        let p = self.fetcher_plugin(url.scheme())?;
+        (p.build)(url, config)
     }
 
     /// Registered storage schemes, sorted.
@@ -104,7 +174,11 @@ impl Registry {
     /// The storage plugin for a scheme.
     pub fn store_plugin(&self, scheme: &str) -> Result<&'static StorePlugin> {
         let key = scheme.to_ascii_lowercase();
-        if self.duplicates.iter().any(|(_, k)| *k == key) {
+        if self
+            .duplicates
+            .iter()
+            .any(|(kind, k)| *kind == "storage backend" && *k == key)
+        {
             return Err(Error::DuplicatePlugin {
                 kind: "storage backend",
                 key,
@@ -194,6 +268,56 @@ mod tests {
             r.store_plugin("a"),
             Err(Error::DuplicatePlugin { .. })
         ));
+    }
+
+    fn build_nothing(_u: &Url, _c: &FetcherConfig) -> Result<Arc<dyn Fetcher>> {
+        Err(Error::Other("test fetcher".into()))
+    }
+    static FA: FetcherPlugin = FetcherPlugin {
+        scheme: "http",
+        description: "F",
+        build: build_nothing,
+    };
+    static FA2: FetcherPlugin = FetcherPlugin {
+        scheme: "HTTP",
+        description: "F again",
+        build: build_nothing,
+    };
+    static FB: FetcherPlugin = FetcherPlugin {
+        scheme: "file",
+        description: "F file",
+        build: build_nothing,
+    };
+
+    #[test]
+    fn fetcher_unknown_key_lists_available() {
+        let mut r = Registry::new();
+        r.register_fetcher(&FA);
+        r.register_fetcher(&FB);
+        r.register_store(&A);
+        assert_eq!(r.fetcher_schemes(), vec!["file", "http"]);
+        let e = r.fetcher_plugin("s3").unwrap_err().to_string();
+        assert_eq!(e, "unsupported fetcher 's3'; available: file, http");
+        // A store key is not a fetcher key, and the reverse.
+        assert!(r.fetcher_plugin("a").is_err());
+        assert!(r.store_plugin("http").is_err());
+        let u = Url::parse("http://x/").unwrap();
+        assert!(r.build_fetcher(&u, &FetcherConfig::default()).is_err());
+    }
+
+    #[test]
+    fn fetcher_duplicate_key_is_an_error() {
+        let mut r = Registry::new();
+        r.register_fetcher(&FA);
+        r.register_fetcher(&FA2);
+        r.register_store(&B);
+        assert!(matches!(r.check(), Err(Error::DuplicatePlugin { .. })));
+        assert!(matches!(
+            r.fetcher_plugin("http"),
+            Err(Error::DuplicatePlugin { kind: "fetcher", .. })
+        ));
+        // The duplicate fetcher key does not poison a store of another name.
+        assert!(r.store_plugin("b").is_ok());
     }
 
     #[test]

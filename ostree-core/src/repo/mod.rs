@@ -18,6 +18,7 @@ pub mod export;
 pub mod fsck;
 pub mod read;
 pub mod refs;
+pub mod remote;
 pub mod traverse;
 
 use std::sync::{Arc, RwLock};

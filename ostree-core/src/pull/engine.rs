@@ -1,0 +1,478 @@
+//! The traversal: starting from commits, fetch every missing object with bounded
+//! concurrency, verify it, and store it. Nothing unverified is ever stored (unless the source
+//! is a trusted local repository, as in ostree), and already stored objects are never fetched
+//! again, which is what makes an interrupted pull resumable.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::source::{ContentPayload, LocalSource, ObjectSource};
+use crate::content::{check, read_archived};
+use crate::objects::{Commit, DirTree, FileMeta, Metadata, content_checksum};
+use crate::repo::Repo;
+use crate::store::{ContentSource, ObjectWrite};
+use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
+
+/// Counters reported at the end of a pull.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Metadata objects fetched over the network.
+    pub fetched_meta: AtomicU64,
+    /// Content objects fetched over the network.
+    pub fetched_content: AtomicU64,
+    /// Metadata objects imported from a local repository.
+    pub imported_meta: AtomicU64,
+    /// Content objects imported from a local repository.
+    pub imported_content: AtomicU64,
+    /// Uncompressed bytes of content objects written.
+    pub content_bytes_written: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+enum Task {
+    Commit { csum: Checksum, depth: i64 },
+    DirTree { csum: Checksum, path: String },
+    DirMeta(Checksum),
+    File(Checksum),
+}
+
+/// Settings of one traversal.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Verify checksums (always, except trusted local sources).
+    pub verify: bool,
+    /// Reject regular files with modes outside 0775 (`--bareuseronly-files`).
+    pub bareuseronly_files: bool,
+    /// Fetch commits only (`--commit-metadata-only`).
+    pub commit_only: bool,
+    /// Parent commits to follow: -1 all, 0 none.
+    pub maxdepth: i64,
+    /// Only these subpaths (`--subpath`); empty for everything.
+    pub subdirs: Vec<String>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Fetch detached metadata (`.commitmeta`) before each commit.
+    pub fetch_commitmeta: bool,
+}
+
+/// One traversal over a repository and a source.
+#[derive(Debug)]
+pub struct Engine {
+    repo: Repo,
+    source: Arc<dyn ObjectSource>,
+    caches: Vec<LocalSource>,
+    opts: EngineOptions,
+    /// What was counted.
+    pub counters: Counters,
+    complete: Mutex<Vec<Checksum>>,
+}
+
+fn meta_key(csum: Checksum, ty: ObjectType) -> ObjectKey {
+    ObjectKey::new(csum, ty)
+}
+
+/// The subpath filter: does `path` (a directory, `/`-rooted, no trailing slash except `/`)
+/// need traversing, and are files directly in it wanted?
+fn dir_wanted(subdirs: &[String], path: &str) -> (bool, bool) {
+    if subdirs.is_empty() {
+        return (true, true);
+    }
+    let mut traverse = false;
+    let mut files = false;
+    for s in subdirs {
+        let s = s.trim_end_matches('/');
+        let s = if s.is_empty() { "/" } else { s };
+        let inside = path == s
+            || s == "/"
+            || path.starts_with(&format!("{s}/"));
+        let above = path == "/" || s.starts_with(&format!("{path}/"));
+        if inside {
+            traverse = true;
+            files = true;
+        } else if above {
+            traverse = true;
+        }
+    }
+    (traverse, files)
+}
+
+fn file_wanted(subdirs: &[String], path: &str) -> bool {
+    subdirs.is_empty()
+        || subdirs.iter().any(|s| {
+            let s = s.trim_end_matches('/');
+            s.is_empty() || path == s || path.starts_with(&format!("{s}/"))
+        })
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `_ostree_validate_bareuseronly_mode`.
+pub fn validate_bareuseronly(meta: &FileMeta, csum: &Checksum) -> Result<()> {
+    if meta.is_regular() {
+        let bits = (meta.mode & !crate::objects::S_IFMT) & !0o775;
+        if bits != 0 {
+            return Err(Error::invalid(format!(
+                "Content object {csum}: invalid mode 0{:04o} with bits 0{bits:04o}",
+                meta.mode
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// A traversal storing into `repo` from `source`, consulting `caches` first for content.
+    pub fn new(
+        repo: Repo,
+        source: Arc<dyn ObjectSource>,
+        caches: Vec<LocalSource>,
+        opts: EngineOptions,
+    ) -> Self {
+        Engine {
+            repo,
+            source,
+            caches,
+            opts,
+            counters: Counters::default(),
+            complete: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn count_meta(&self, local: bool) {
+        if local {
+            self.counters.imported_meta.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.fetched_meta.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Commits whose whole tree is now stored (their `commitpartial` can go).
+    pub fn completed(&self) -> Vec<Checksum> {
+        self.complete.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Pull everything reachable from `commits` (with parents per `maxdepth`).
+    pub async fn run(self: &Arc<Self>, commits: &[Checksum]) -> Result<()> {
+        let mut queue: VecDeque<Task> = commits
+            .iter()
+            .map(|c| Task::Commit {
+                csum: *c,
+                depth: 0,
+            })
+            .collect();
+        let mut seen: HashSet<(ObjectKey, String)> = HashSet::new();
+        let mut inflight = FuturesUnordered::new();
+        let cap = self.opts.concurrency.max(1);
+        loop {
+            while inflight.len() < cap {
+                let Some(t) = queue.pop_front() else { break };
+                let id = match &t {
+                    Task::Commit { csum, .. } => (meta_key(*csum, ObjectType::Commit), String::new()),
+                    Task::DirTree { csum, path } => {
+                        // The same tree can appear under two paths; with a subpath filter the
+                        // path matters, otherwise one visit is enough.
+                        let p = if self.opts.subdirs.is_empty() {
+                            String::new()
+                        } else {
+                            path.clone()
+                        };
+                        (meta_key(*csum, ObjectType::DirTree), p)
+                    }
+                    Task::DirMeta(c) => (meta_key(*c, ObjectType::DirMeta), String::new()),
+                    Task::File(c) => (meta_key(*c, ObjectType::File), String::new()),
+                };
+                if !seen.insert(id) {
+                    continue;
+                }
+                let me = Arc::clone(self);
+                inflight.push(tokio::spawn(async move { me.task(t).await }));
+            }
+            match inflight.next().await {
+                None => break,
+                Some(joined) => {
+                    let children =
+                        joined.map_err(|e| Error::Other(format!("pull task failed: {e}")))??;
+                    // Depth-first-ish: metadata first keeps the queue short.
+                    for c in children.into_iter().rev() {
+                        match c {
+                            Task::File(_) => queue.push_back(c),
+                            _ => queue.push_front(c),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn task(self: Arc<Self>, t: Task) -> Result<Vec<Task>> {
+        match t {
+            Task::Commit { csum, depth } => self.commit(csum, depth).await,
+            Task::DirTree { csum, path } => self.dirtree(csum, path).await,
+            Task::DirMeta(c) => {
+                self.simple_meta(meta_key(c, ObjectType::DirMeta)).await?;
+                Ok(Vec::new())
+            }
+            Task::File(c) => {
+                self.file(c).await?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Fetch, verify and store a metadata object unless present; returns its bytes when
+    /// `want_bytes` (loading the local copy if present).
+    async fn fetch_meta(&self, key: ObjectKey, required: bool) -> Result<Option<Bytes>> {
+        let store = self.repo.store();
+        if store.has(&key).await? {
+            return Ok(Some(store.get(&key).await?.into_meta()?));
+        }
+        let Some(data) = self.source.meta(&key).await? else {
+            if required {
+                return Err(Error::not_found(format!(
+                    "No such metadata object {}.{}",
+                    key.checksum,
+                    key.ty.name()
+                )));
+            }
+            return Ok(None);
+        };
+        if data.len() as u64 > super::source::MAX_METADATA_SIZE {
+            return Err(Error::Corrupted(format!(
+                "Metadata object {key} is {} bytes, exceeding the maximum of {}",
+                data.len(),
+                super::source::MAX_METADATA_SIZE
+            )));
+        }
+        if self.opts.verify {
+            match key.ty {
+                ObjectType::CommitMeta => {
+                    Metadata::from_bytes(&data)?;
+                }
+                _ => {
+                    let actual = Checksum::of(&data);
+                    if actual != key.checksum {
+                        return Err(Error::Corrupted(format!(
+                            "Corrupted metadata object; checksum expected='{}' actual='{}'",
+                            key.checksum, actual
+                        )));
+                    }
+                }
+            }
+        }
+        store.put(&key, ObjectWrite::Meta(data.clone())).await?;
+        self.count_meta(self.source.is_local());
+        Ok(Some(data))
+    }
+
+    async fn simple_meta(&self, key: ObjectKey) -> Result<()> {
+        if self.repo.store().has(&key).await? {
+            return Ok(());
+        }
+        self.fetch_meta(key, true).await.map(|_| ())
+    }
+
+    async fn commit(&self, csum: Checksum, depth: i64) -> Result<Vec<Task>> {
+        let store = self.repo.store();
+        let key = meta_key(csum, ObjectType::Commit);
+        let had = store.has(&key).await?;
+        let partial = had && self.repo.is_commit_partial(&csum).await?;
+        let mut children = Vec::new();
+        let commit_bytes = if had {
+            store.get(&key).await?.into_meta()?
+        } else {
+            // Mark the commit partial before any of it is stored.
+            store
+                .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
+                .await?;
+            if self.opts.fetch_commitmeta {
+                self.fetch_meta(meta_key(csum, ObjectType::CommitMeta), false)
+                    .await?;
+            }
+            let required = depth == 0;
+            match self.fetch_meta(key, required).await? {
+                Some(b) => b,
+                None => {
+                    // A parent the server does not have (pruned history): stop here.
+                    store
+                        .delete_file(&format!("state/{csum}.commitpartial"))
+                        .await?;
+                    return Ok(children);
+                }
+            }
+        };
+        let commit = Commit::from_bytes(&commit_bytes)
+            .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
+        if let Some(p) = commit.parent
+            && (self.opts.maxdepth < 0 || depth < self.opts.maxdepth)
+        {
+            children.push(Task::Commit {
+                csum: p,
+                depth: depth + 1,
+            });
+        }
+        let need_tree = !self.opts.commit_only && (!had || partial);
+        if need_tree {
+            children.push(Task::DirMeta(commit.root_meta));
+            children.push(Task::DirTree {
+                csum: commit.root_tree,
+                path: "/".into(),
+            });
+            if self.opts.subdirs.is_empty()
+                && let Ok(mut v) = self.complete.lock()
+            {
+                v.push(csum);
+            }
+        }
+        Ok(children)
+    }
+
+    async fn dirtree(&self, csum: Checksum, path: String) -> Result<Vec<Task>> {
+        let key = meta_key(csum, ObjectType::DirTree);
+        let data = self
+            .fetch_meta(key, true)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("No such metadata object {csum}.dirtree")))?;
+        let tree = DirTree::from_bytes(&data)
+            .map_err(|e| Error::corrupted(format!("Validating dirtree {csum} ({path}): {e}")))?;
+        let (_, files_here) = dir_wanted(&self.opts.subdirs, &path);
+        let mut out = Vec::new();
+        for (name, c) in &tree.files {
+            if files_here || file_wanted(&self.opts.subdirs, &join(&path, name)) {
+                out.push(Task::File(*c));
+            }
+        }
+        for (name, t, m) in &tree.dirs {
+            let p = join(&path, name);
+            let (trav, _) = dir_wanted(&self.opts.subdirs, &p);
+            if trav {
+                out.push(Task::DirMeta(*m));
+                out.push(Task::DirTree { csum: *t, path: p });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn file(&self, csum: Checksum) -> Result<()> {
+        let key = meta_key(csum, ObjectType::File);
+        let store = self.repo.store();
+        if store.has(&key).await? {
+            return Ok(());
+        }
+        let mut from_cache = false;
+        let mut payload = None;
+        for c in &self.caches {
+            if c.repo.store().has(&key).await? {
+                payload = Some(c.content(&csum).await?);
+                from_cache = true;
+                break;
+            }
+        }
+        let payload = match payload {
+            Some(p) => p,
+            None => self.source.content(&csum).await?,
+        };
+        let verify = self.opts.verify || from_cache;
+        let bareuseronly = self.opts.bareuseronly_files;
+        let archive_dest = store.mode().is_archive();
+        let write = tokio::task::spawn_blocking(move || -> Result<(ObjectWrite, u64)> {
+            match payload {
+                ContentPayload::Archived(raw) => {
+                    if !verify && archive_dest && !bareuseronly {
+                        // Trusted archive → archive: the bytes as they are.
+                        let (_, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
+                        return Ok((ObjectWrite::Archived(raw), size));
+                    }
+                    let (meta, size, mut reader) = read_archived(std::io::Cursor::new(raw.clone()))?;
+                    let mut content = Vec::with_capacity(size as usize);
+                    std::io::Read::read_to_end(&mut reader, &mut content)
+                        .map_err(|e| Error::corrupted(format!("Corrupted file object {csum}: {e}")))?;
+                    if verify {
+                        let actual = content_checksum(&meta, std::io::Cursor::new(&content))?;
+                        check(ObjectType::File, &csum, &actual)?;
+                    }
+                    if bareuseronly {
+                        validate_bareuseronly(&meta, &csum)?;
+                    }
+                    if archive_dest {
+                        Ok((ObjectWrite::Archived(raw), size))
+                    } else {
+                        Ok((
+                            ObjectWrite::Content {
+                                meta,
+                                size,
+                                source: ContentSource::Bytes(Bytes::from(content)),
+                            },
+                            size,
+                        ))
+                    }
+                }
+                ContentPayload::Decoded(meta, content) => {
+                    if verify {
+                        let actual = content_checksum(&meta, std::io::Cursor::new(&content))?;
+                        check(ObjectType::File, &csum, &actual)?;
+                    }
+                    if bareuseronly {
+                        validate_bareuseronly(&meta, &csum)?;
+                    }
+                    let size = if meta.is_regular() {
+                        content.len() as u64
+                    } else {
+                        0
+                    };
+                    Ok((
+                        ObjectWrite::Content {
+                            meta,
+                            size,
+                            source: ContentSource::Bytes(content),
+                        },
+                        size,
+                    ))
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Other(format!("verifying {csum}: {e}")))??;
+        let (write, size) = write;
+        store.put(&key, write).await?;
+        if self.source.is_local() || from_cache {
+            self.counters.imported_content.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.fetched_content.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .content_bytes_written
+            .fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subpath_filter() {
+        let s = vec!["/baz".to_string()];
+        assert_eq!(dir_wanted(&s, "/"), (true, false));
+        assert_eq!(dir_wanted(&s, "/baz"), (true, true));
+        assert_eq!(dir_wanted(&s, "/baz/deeper"), (true, true));
+        assert_eq!(dir_wanted(&s, "/other"), (false, false));
+        assert!(!file_wanted(&s, "/firstfile"));
+        assert!(file_wanted(&s, "/baz/cow"));
+        let f = vec!["/firstfile".to_string()];
+        assert!(file_wanted(&f, "/firstfile"));
+        assert_eq!(dir_wanted(&[], "/x"), (true, true));
+    }
+}

@@ -1,0 +1,924 @@
+//! The pull engine: replicate commits from a remote (any [`crate::fetcher::Fetcher`] scheme)
+//! or from another repository (`pull-local`, `file://` remotes) into a repository.
+//!
+//! The order of work follows ostree's protocol, and every step keeps the repository valid if
+//! the process dies there:
+//!
+//! 1. resolve the remote (config, `--url`, `mirrorlist=`, `contenturl`) and build fetchers
+//!    through the registry;
+//! 2. fetch the `summary` (cached in `tmp/cache/summaries/REMOTE` with its ETag, revalidated
+//!    with `If-None-Match`), then the remote `config` when the summary does not say the mode;
+//! 3. resolve refs from the summary, or from `refs/heads/REF`, or take commit checksums as
+//!    given;
+//! 4. for each commit: mark `state/COMMIT.commitpartial`, fetch detached metadata, then the
+//!    commit, then traverse ([`engine`]) with bounded concurrency — every object is verified
+//!    before it is stored, and objects already stored are never fetched again;
+//! 5. make everything durable (`sync`), drop the `commitpartial` markers of complete commits,
+//!    and only then move refs (`refs/remotes/REMOTE/REF`, or `refs/heads` for mirrors) with
+//!    compare-and-swap. On any failure the refs are untouched and what was verified so far is
+//!    kept, so the next pull resumes.
+//!
+//! Static deltas plug in through [`DeltaApplier`]; without one, `--require-static-deltas`
+//! fails clearly and object pulls are used.
+
+pub mod engine;
+pub mod source;
+pub mod summary;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use url::Url;
+
+use crate::fetcher::{Cookie, FetchStatus, FetcherConfig};
+use crate::registry::Registry;
+use crate::repo::Repo;
+use crate::repo::remote::{Remote, RemotesDir, parse_cookie_jar};
+use crate::store::{OpenOptions, RefExpect};
+use crate::{Checksum, Error, Result, checksum};
+use engine::{Engine, EngineOptions};
+use source::{LocalSource, MAX_METADATA_SIZE, Mirrors, NetPolicy, ObjectSource, RemoteSource};
+use summary::{RemoteSummary, parse_summary};
+
+/// The User-Agent ostree 2022.7 sends.
+pub const USER_AGENT: &str = "libostree/2022.7";
+
+/// Applies static deltas for the pull engine (implemented by the delta module).
+#[async_trait]
+pub trait DeltaApplier: Send + Sync + std::fmt::Debug {
+    /// Fetch and apply the delta `from → to` from `source` into `repo`. `Ok(false)` when the
+    /// delta cannot be used (the engine then pulls objects).
+    async fn apply(
+        &self,
+        repo: &Repo,
+        source: &RemoteSource,
+        from: Option<Checksum>,
+        to: Checksum,
+    ) -> Result<bool>;
+}
+
+/// Options of a pull (`ostree pull` / `pull-local` flags, `ostree_repo_pull_with_options`).
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// Refs (or commit checksums) to pull; empty: the remote's `branches`, or all (mirror).
+    pub refs: Vec<String>,
+    /// Per-ref commit overrides (`REF@COMMIT`), parallel to `refs`.
+    pub override_commits: Vec<Option<Checksum>>,
+    /// `--url`.
+    pub override_url: Option<String>,
+    /// `--subpath`.
+    pub subdirs: Vec<String>,
+    /// `--mirror`: refs go to `refs/heads`, summary is copied.
+    pub mirror: bool,
+    /// `--commit-metadata-only`.
+    pub commit_only: bool,
+    /// `--untrusted`: verify local sources too.
+    pub untrusted: bool,
+    /// `--bareuseronly-files`.
+    pub bareuseronly_files: bool,
+    /// `--depth` (-1: all parents).
+    pub depth: i64,
+    /// `--network-retries`.
+    pub network_retries: u32,
+    /// `--disable-static-deltas`.
+    pub disable_static_deltas: bool,
+    /// `--require-static-deltas`.
+    pub require_static_deltas: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--timestamp-check`.
+    pub timestamp_check: bool,
+    /// `--timestamp-check-from-rev`.
+    pub timestamp_check_from_rev: Option<String>,
+    /// `--localcache-repo` repositories.
+    pub localcache: Vec<Repo>,
+    /// `--http-header` pairs.
+    pub http_headers: Vec<(String, String)>,
+    /// `--append-user-agent`.
+    pub append_user_agent: Option<String>,
+    /// Where remote `*.conf` files live.
+    pub remotes_dir: RemotesDir,
+    /// For pulls from a repository (pull-local): write refs under this remote name.
+    pub ref_remote: Option<String>,
+    /// Concurrency override (default: 32 over the network, 8 locally).
+    pub concurrency: Option<usize>,
+    /// Static delta support.
+    pub deltas: Option<Arc<dyn DeltaApplier>>,
+    /// Registry used to build fetchers and open repositories.
+    pub registry: Option<&'static Registry>,
+    /// GPG verification requested explicitly (pull-local `--gpg-verify`).
+    pub gpg_verify: Option<bool>,
+    /// GPG summary verification requested explicitly.
+    pub gpg_verify_summary: Option<bool>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            refs: Vec::new(),
+            override_commits: Vec::new(),
+            override_url: None,
+            subdirs: Vec::new(),
+            mirror: false,
+            commit_only: false,
+            untrusted: false,
+            bareuseronly_files: false,
+            depth: 0,
+            network_retries: 5,
+            disable_static_deltas: false,
+            require_static_deltas: false,
+            dry_run: false,
+            timestamp_check: false,
+            timestamp_check_from_rev: None,
+            localcache: Vec::new(),
+            http_headers: Vec::new(),
+            append_user_agent: None,
+            remotes_dir: RemotesDir::none(),
+            ref_remote: None,
+            concurrency: None,
+            deltas: None,
+            registry: None,
+            gpg_verify: None,
+            gpg_verify_summary: None,
+        }
+    }
+}
+
+/// What a pull did, for ostree's closing line.
+#[derive(Clone, Debug, Default)]
+pub struct PullStats {
+    /// The source was a local repository.
+    pub local: bool,
+    /// Metadata objects fetched.
+    pub fetched_meta: u64,
+    /// Content objects fetched.
+    pub fetched_content: u64,
+    /// Metadata objects imported from a local repository.
+    pub imported_meta: u64,
+    /// Content objects imported from a local repository.
+    pub imported_content: u64,
+    /// Static delta parts fetched.
+    pub delta_parts: u64,
+    /// Bytes received over the network.
+    pub bytes_transferred: u64,
+    /// Uncompressed content bytes written.
+    pub content_bytes_written: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Refs updated: (store ref name, new commit).
+    pub refs_updated: Vec<(String, Checksum)>,
+}
+
+/// `g_format_size` (SI units, one decimal).
+pub fn format_size(n: u64) -> String {
+    if n < 1000 {
+        return if n == 1 {
+            "1 byte".into()
+        } else {
+            format!("{n} bytes")
+        };
+    }
+    let units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = n as f64 / 1000.0;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+impl PullStats {
+    /// The line ostree prints when a pull finishes (non-interactive).
+    pub fn status_line(&self) -> String {
+        let mut s = if self.local {
+            format!(
+                "{} metadata, {} content objects imported",
+                self.imported_meta, self.imported_content
+            )
+        } else if self.delta_parts > 0 {
+            format!(
+                "{} delta parts, {} loose fetched",
+                self.delta_parts,
+                self.fetched_meta + self.fetched_content
+            )
+        } else {
+            format!(
+                "{} metadata, {} content objects fetched",
+                self.fetched_meta, self.fetched_content
+            )
+        };
+        if !self.local && (self.imported_meta > 0 || self.imported_content > 0) {
+            s.push_str(&format!(
+                " ({} meta, {} content local)",
+                self.imported_meta, self.imported_content
+            ));
+        }
+        if self.bytes_transferred > 0 {
+            let (v, unit) = if self.bytes_transferred < 1024 {
+                (self.bytes_transferred, "B")
+            } else {
+                (self.bytes_transferred / 1024, "KiB")
+            };
+            s.push_str(&format!(
+                "; {v} {unit} transferred in {} seconds",
+                self.elapsed.as_secs()
+            ));
+        }
+        s.push_str(&format!(
+            "; {} content written",
+            format_size(self.content_bytes_written)
+        ));
+        s
+    }
+}
+
+/// A ref (or commit) to pull and where it lands.
+#[derive(Clone, Debug)]
+struct Target {
+    /// The ref name as requested, `None` for a commit checksum.
+    name: Option<String>,
+    commit: Checksum,
+    /// Store-level ref to update, and its value before the pull.
+    store_ref: Option<(String, Option<Checksum>)>,
+}
+
+/// `%c` in the C locale (`Thu Nov 26 15:51:21 2026`).
+fn ctime(t: u64) -> String {
+    let days = (t / 86400) as i64;
+    let s = t % 86400;
+    let line = crate::repo::remote::format_utc(t as i64);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let y = &line[0..4];
+    let m: usize = line[5..7].parse().unwrap_or(1);
+    let d: u32 = line[8..10].parse().unwrap_or(1);
+    format!(
+        "{wd} {} {d:2} {:02}:{:02}:{:02} {y}",
+        months[m.saturating_sub(1).min(11)],
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// `_ostree_compare_timestamps`.
+pub fn compare_timestamps(cur_rev: &Checksum, cur_ts: u64, new_rev: &Checksum, new_ts: u64) -> Result<()> {
+    if new_ts > cur_ts || new_ts == cur_ts || cur_rev == new_rev {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "Upgrade target revision '{new_rev}' with timestamp '{}' is chronologically older than current revision '{cur_rev}' with timestamp '{}'; use --allow-downgrade to permit",
+        ctime(new_ts),
+        ctime(cur_ts)
+    )))
+}
+
+fn fetcher_config(
+    repo: &Repo,
+    remote: Option<&Remote>,
+    opts: &PullOptions,
+) -> Result<FetcherConfig> {
+    let mut cfg = FetcherConfig {
+        headers: opts.http_headers.clone(),
+        user_agent: Some(match &opts.append_user_agent {
+            Some(a) => format!("{USER_AGENT} {a}"),
+            None => USER_AGENT.to_string(),
+        }),
+        ..Default::default()
+    };
+    if let Some(r) = remote {
+        cfg.tls_permissive = r.get_bool("tls-permissive", false)?;
+        cfg.tls_ca_path = r.get("tls-ca-path").map(Into::into);
+        let cert = r.get("tls-client-cert-path");
+        let key = r.get("tls-client-key-path");
+        if cert.is_some() != key.is_some() {
+            return Err(Error::Other(format!(
+                "Remote \"{}\" must specify both \"tls-client-cert-path\" and \"tls-client-key-path\"",
+                r.name
+            )));
+        }
+        cfg.tls_client_cert_path = cert.map(Into::into);
+        cfg.tls_client_key_path = key.map(Into::into);
+        cfg.proxy = r.get("proxy");
+        if r.get("http2").is_some() {
+            cfg.http2 = Some(r.get_bool("http2", true)?);
+        }
+        if let Some(jar) = repo.cookie_jar_path(&r.name)
+            && let Ok(text) = std::fs::read_to_string(&jar)
+        {
+            cfg.cookies = parse_cookie_jar(&text)
+                .into_iter()
+                .map(|c| Cookie {
+                    domain: c.domain,
+                    path: c.path,
+                    name: c.name,
+                    value: c.value,
+                })
+                .collect();
+        }
+    }
+    Ok(cfg)
+}
+
+fn parse_url(u: &str) -> Result<Url> {
+    let mut url = Url::parse(u).map_err(|e| Error::invalid(format!("Invalid URL '{u}': {e}")))?;
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+/// Build the fetchers for a `url` / `contenturl` value (`mirrorlist=URL` expands to every
+/// mirror listed there).
+async fn mirrors_for(registry: &Registry, spec: &str, cfg: &FetcherConfig) -> Result<Mirrors> {
+    if let Some(list_url) = spec.strip_prefix("mirrorlist=") {
+        let u = Url::parse(list_url)
+            .map_err(|e| Error::invalid(format!("Invalid URL '{list_url}': {e}")))?;
+        let f = registry.build_fetcher(&u, cfg)?;
+        let lister = RemoteSource::new(Mirrors(vec![f]), Mirrors(Vec::new()), NetPolicy::default());
+        let text = lister
+            .get(lister.meta_mirrors(), "", MAX_METADATA_SIZE, None)
+            .await
+            .map_err(|e| Error::Other(format!("While fetching mirrorlist '{list_url}': {e}")))?
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "While fetching mirrorlist '{list_url}': Server returned HTTP 404"
+                ))
+            })?
+            .1;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match parse_url(line).and_then(|u| registry.build_fetcher(&u, cfg)) {
+                Ok(f) => out.push(f),
+                Err(_) => continue,
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::Other(format!(
+                "No valid mirrors were found in mirrorlist '{list_url}'"
+            )));
+        }
+        return Ok(Mirrors(out));
+    }
+    let u = parse_url(spec)?;
+    Ok(Mirrors(vec![registry.build_fetcher(&u, cfg)?]))
+}
+
+fn cache_path(remote: &str, suffix: &str) -> String {
+    format!("tmp/cache/summaries/{remote}{suffix}")
+}
+
+fn read_etag(repo: &Repo, rel: &str) -> Option<String> {
+    let root = repo.store().local_root()?;
+    let mut buf = vec![0u8; 512];
+    let n = rustix::fs::getxattr(root.join(rel), "user.etag", &mut buf).ok()?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
+}
+
+fn write_etag(repo: &Repo, rel: &str, etag: Option<&str>) {
+    if let Some(root) = repo.store().local_root() {
+        let p = root.join(rel);
+        let _ = match etag {
+            Some(e) => rustix::fs::setxattr(&p, "user.etag", e.as_bytes(), rustix::fs::XattrFlags::empty()),
+            None => rustix::fs::removexattr(&p, "user.etag"),
+        };
+    }
+}
+
+/// Fetch the summary through the cache: conditional on the cached ETag; a 304 loads the
+/// cached copy. Returns the bytes, and whether they are new (to be cached).
+async fn fetch_summary(
+    repo: &Repo,
+    src: &RemoteSource,
+    cache_name: Option<&str>,
+) -> Result<Option<Bytes>> {
+    let cached_etag = cache_name.and_then(|n| read_etag(repo, &cache_path(n, "")));
+    let got = src
+        .get(src.meta_mirrors(), "summary", MAX_METADATA_SIZE, cached_etag)
+        .await?;
+    match got {
+        None => Ok(None),
+        Some((FetchStatus::NotModified, _, _)) => {
+            let name = cache_name.unwrap_or_default();
+            match repo.store().read_file(&cache_path(name, "")).await? {
+                Some(b) => Ok(Some(b)),
+                None => {
+                    // The cache vanished under us: fetch unconditionally.
+                    Ok(src
+                        .get(src.meta_mirrors(), "summary", MAX_METADATA_SIZE, None)
+                        .await?
+                        .map(|(_, b, _)| b))
+                }
+            }
+        }
+        Some((FetchStatus::Ok, bytes, etag)) => {
+            if let Some(n) = cache_name {
+                let p = cache_path(n, "");
+                if repo.store().write_file(&p, bytes.clone()).await.is_ok() {
+                    write_etag(repo, &p, etag.as_deref());
+                }
+            }
+            Ok(Some(bytes))
+        }
+    }
+}
+
+/// Pull from a configured remote, or a URL, into `repo` (`ostree pull`).
+pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result<PullStats> {
+    let start = Instant::now();
+    let registry = opts.registry.unwrap_or_else(Registry::global);
+    let (remote, url_spec): (Option<Remote>, String) = if remote_or_url.contains("://") {
+        (None, remote_or_url.to_string())
+    } else {
+        let r = repo.remote(&opts.remotes_dir, remote_or_url).await?;
+        if let Some(s) = r.get("unconfigured-state") {
+            return Err(Error::Other(format!("remote unconfigured-state: {s}")));
+        }
+        if let Some(b) = r.get("custom-backend") {
+            return Err(Error::Other(format!(
+                "Cannot fetch via libostree - remote '{}' uses custom backend '{b}'",
+                r.name
+            )));
+        }
+        let u = match &opts.override_url {
+            Some(u) => u.clone(),
+            None => {
+                if r.get("metalink").is_some() {
+                    return Err(Error::NotImplemented {
+                        operation: "metalink remotes".into(),
+                        implementer: "this ostree".into(),
+                    });
+                }
+                r.url()?
+            }
+        };
+        (Some(r), u)
+    };
+    let remote_name = remote.as_ref().map(|r| r.name.clone());
+    if let Some(r) = &remote {
+        let gpg = match opts.gpg_verify {
+            Some(v) => v,
+            None => r.get_bool("gpg-verify", true)?,
+        };
+        let gpg_summary = match opts.gpg_verify_summary {
+            Some(v) => v,
+            None => r.get_bool("gpg-verify-summary", false)?,
+        };
+        if gpg || gpg_summary {
+            return Err(Error::NotImplemented {
+                operation: format!(
+                    "GPG verification (remote \"{}\" has gpg-verify{}=true; use gpg-verify=false in remote config to disable)",
+                    r.name,
+                    if gpg { "" } else { "-summary" }
+                ),
+                implementer: "this ostree (signatures are not supported yet)".into(),
+            });
+        }
+        if r.get("sign-verify").is_some_and(|v| v != "false")
+            || r.get("sign-verify-summary").is_some_and(|v| v != "false")
+        {
+            return Err(Error::Other("Requested signature type is not implemented".into()));
+        }
+    }
+    if opts.dry_run && !opts.require_static_deltas {
+        return Err(Error::invalid("--dry-run requires --require-static-deltas"));
+    }
+
+    // A file:// remote is imported from the repository directly, like ostree does.
+    if let Some(path) = url_spec.strip_prefix("file://")
+        && !url_spec.starts_with("mirrorlist=")
+    {
+        let url = Url::parse(&url_spec)
+            .map_err(|e| Error::invalid(format!("Invalid URL '{url_spec}': {e}")))?;
+        let _ = path;
+        let src = Repo::open_with(registry, &url, OpenOptions::default()).await?;
+        let mut o = opts;
+        if o.ref_remote.is_none() && !o.mirror {
+            o.ref_remote = remote_name.clone();
+        }
+        if o.refs.is_empty() && !o.mirror {
+            match remote.as_ref().and_then(|r| r.get_list("branches")) {
+                Some(b) if !b.is_empty() => o.refs = b,
+                _ => {
+                    return Err(Error::Other(format!(
+                        "No configured branches for remote {remote_or_url}"
+                    )));
+                }
+            }
+        }
+        return pull_from_repo(repo, &src, o, start).await;
+    }
+
+    let cfg = fetcher_config(repo, remote.as_ref(), &opts)?;
+    let meta = mirrors_for(registry, &url_spec, &cfg).await?;
+    let content = match remote.as_ref().and_then(|r| r.get("contenturl")) {
+        Some(c) if opts.override_url.is_none() => mirrors_for(registry, &c, &cfg).await?,
+        _ => Mirrors(meta.0.clone()),
+    };
+    let policy = NetPolicy {
+        retries: opts.network_retries,
+        ..NetPolicy::default()
+    };
+    let src = Arc::new(RemoteSource::new(meta, content, policy));
+
+    // Summary (cached per remote), then the remote's mode.
+    let summary_bytes = fetch_summary(repo, &src, remote_name.as_deref()).await?;
+    let summary: Option<RemoteSummary> = match &summary_bytes {
+        Some(b) => Some(parse_summary(b)?),
+        None => None,
+    };
+    let mode = match summary.as_ref().and_then(|s| s.mode.clone()) {
+        Some(m) => m,
+        None => {
+            let cfg_bytes = src.file("config", MAX_METADATA_SIZE).await?.ok_or_else(|| {
+                Error::not_found(format!(
+                    "Remote {remote_or_url} has no config file at {}config",
+                    src.meta_mirrors()
+                        .0
+                        .first()
+                        .map(|f| f.base_url().to_string())
+                        .unwrap_or_default()
+                ))
+            })?;
+            let text = String::from_utf8_lossy(&cfg_bytes).into_owned();
+            let kf = crate::keyfile::KeyFile::parse(&text)?;
+            kf.get_string("core", "mode").unwrap_or_else(|| "bare".into())
+        }
+    };
+    if mode != "archive-z2" && mode != "archive" {
+        return Err(Error::Other(format!(
+            "Can't pull from archives with mode \"{mode}\""
+        )));
+    }
+
+    let mut opts = opts;
+    if opts.refs.is_empty() {
+        if opts.mirror {
+            match &summary {
+                Some(s) => opts.refs = s.refs.keys().cloned().collect(),
+                None => {
+                    return Err(Error::Other(
+                        "Fetching all refs was requested in mirror mode, but remote repository does not have a summary".into(),
+                    ));
+                }
+            }
+        } else {
+            match remote.as_ref().and_then(|r| r.get_list("branches")) {
+                Some(b) if !b.is_empty() => opts.refs = b,
+                _ => {
+                    return Err(Error::Other(format!(
+                        "No configured branches for remote {remote_or_url}"
+                    )));
+                }
+            }
+        }
+    }
+
+    let ref_remote = if opts.mirror { None } else { remote_name.clone() };
+    let mut targets = Vec::new();
+    for (i, name) in opts.refs.iter().enumerate() {
+        let over = opts.override_commits.get(i).copied().flatten();
+        if checksum::is_valid_hex(name) {
+            targets.push(Target {
+                name: None,
+                commit: Checksum::from_hex(&name.to_ascii_lowercase())?,
+                store_ref: None,
+            });
+            continue;
+        }
+        crate::repo::refs::validate_ref_name(name)?;
+        let commit = match over {
+            Some(c) => c,
+            None => match &summary {
+                Some(s) => {
+                    s.refs
+                        .get(name)
+                        .ok_or_else(|| {
+                            Error::not_found(format!(
+                                "No such branch '{name}' in repository summary"
+                            ))
+                        })?
+                        .1
+                }
+                None => {
+                    let b = src
+                        .file(&format!("refs/heads/{name}"), 4096)
+                        .await?
+                        .ok_or_else(|| {
+                            Error::not_found(format!(
+                                "Server returned HTTP 404 for refs/heads/{name}"
+                            ))
+                        })?;
+                    let t = String::from_utf8_lossy(&b).trim_end().to_string();
+                    Checksum::from_hex(&t).map_err(|e| {
+                        Error::Other(format!(
+                            "Fetching checksum for ref ((empty), {name}): {e}"
+                        ))
+                    })?
+                }
+            },
+        };
+        let store_name = crate::repo::refs::store_ref_name(ref_remote.as_deref(), name);
+        let old = repo.store().read_ref(&store_name).await?;
+        targets.push(Target {
+            name: Some(name.clone()),
+            commit,
+            store_ref: Some((store_name, old)),
+        });
+    }
+
+    if opts.require_static_deltas {
+        let has = summary.as_ref().is_some_and(|s| !s.deltas.is_empty() || s.indexed_deltas);
+        if !has {
+            return Err(Error::not_found(
+                "Fetch configured to require static deltas, but no summary deltas or delta index found",
+            ));
+        }
+        if opts.deltas.is_none() {
+            return Err(Error::NotImplemented {
+                operation: "static delta pulls".into(),
+                implementer: "this build (delta application is not linked yet)".into(),
+            });
+        }
+    }
+
+    let mut stats = run_targets(repo, src.clone(), &targets, &opts, summary.as_ref()).await?;
+    stats.bytes_transferred = src.bytes_transferred();
+
+    if opts.mirror && !opts.dry_run {
+        if let Some(b) = &summary_bytes {
+            repo.store().write_file("summary", b.clone()).await?;
+        }
+        if let Some(sig) = src.file("summary.sig", MAX_METADATA_SIZE).await? {
+            repo.store().write_file("summary.sig", sig).await?;
+        }
+        stats.bytes_transferred = src.bytes_transferred();
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+async fn timestamp_checks(repo: &Repo, targets: &[Target], opts: &PullOptions) -> Result<()> {
+    if !opts.timestamp_check && opts.timestamp_check_from_rev.is_none() {
+        return Ok(());
+    }
+    let from_rev_ts = match &opts.timestamp_check_from_rev {
+        Some(rev) => {
+            let c = repo
+                .resolve_rev(rev, false)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("Refspec '{rev}' not found")))?;
+            let commit = repo.load_commit(&c).await.map_err(|e| {
+                Error::Other(format!("Reading {rev} for timestamp-check-from-rev: {e}"))
+            })?;
+            Some((c, commit.timestamp))
+        }
+        None => None,
+    };
+    for t in targets {
+        let new = repo.load_commit(&t.commit).await?;
+        if opts.timestamp_check
+            && let Some((_, Some(old))) = &t.store_ref
+        {
+            let oc = repo.load_commit(old).await.map_err(|e| {
+                Error::Other(format!(
+                    "Reading {} for timestamp-check: {e}",
+                    t.name.clone().unwrap_or_default()
+                ))
+            })?;
+            compare_timestamps(old, oc.timestamp, &t.commit, new.timestamp)?;
+        }
+        if let Some((c, ts)) = &from_rev_ts {
+            compare_timestamps(c, *ts, &t.commit, new.timestamp)?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_targets(
+    repo: &Repo,
+    src: Arc<dyn ObjectSource>,
+    targets: &[Target],
+    opts: &PullOptions,
+    _summary: Option<&RemoteSummary>,
+) -> Result<PullStats> {
+    let _lock = repo.lock(false).await?;
+    let local = src.is_local();
+    let verify = !local || opts.untrusted;
+    let eopts = EngineOptions {
+        verify,
+        bareuseronly_files: opts.bareuseronly_files,
+        commit_only: opts.commit_only,
+        maxdepth: opts.depth,
+        subdirs: opts
+            .subdirs
+            .iter()
+            .map(|s| {
+                if s.starts_with('/') {
+                    s.clone()
+                } else {
+                    format!("/{s}")
+                }
+            })
+            .collect(),
+        concurrency: opts.concurrency.unwrap_or(if local { 8 } else { 32 }),
+        fetch_commitmeta: true,
+    };
+    let caches = opts
+        .localcache
+        .iter()
+        .map(|r| LocalSource { repo: r.clone() })
+        .collect();
+    let engine = Arc::new(Engine::new(repo.clone(), src, caches, eopts));
+    // Fetch the commits first, for the timestamp checks, then everything below them.
+    let commits: Vec<Checksum> = targets.iter().map(|t| t.commit).collect();
+    let result = engine.run(&commits).await;
+    // Keep what was verified so far, even on failure: the next pull resumes from it.
+    let synced = repo.store().sync().await;
+    result?;
+    synced?;
+    timestamp_checks(repo, targets, opts).await?;
+    if !opts.commit_only && opts.subdirs.is_empty() {
+        for c in engine.completed() {
+            repo.store()
+                .delete_file(&format!("state/{c}.commitpartial"))
+                .await?;
+        }
+    }
+    let mut stats = PullStats {
+        local,
+        fetched_meta: engine.counters.fetched_meta.load(Ordering::Relaxed),
+        fetched_content: engine.counters.fetched_content.load(Ordering::Relaxed),
+        imported_meta: engine.counters.imported_meta.load(Ordering::Relaxed),
+        imported_content: engine.counters.imported_content.load(Ordering::Relaxed),
+        content_bytes_written: engine
+            .counters
+            .content_bytes_written
+            .load(Ordering::Relaxed),
+        ..Default::default()
+    };
+    if opts.dry_run {
+        return Ok(stats);
+    }
+    for t in targets {
+        if let Some((name, old)) = &t.store_ref {
+            if *old == Some(t.commit) {
+                continue;
+            }
+            let expect = match old {
+                Some(o) => RefExpect::Value(*o),
+                None => RefExpect::Absent,
+            };
+            repo.store()
+                .update_ref(name, expect, Some(t.commit))
+                .await?;
+            stats.refs_updated.push((name.clone(), t.commit));
+        }
+    }
+    Ok(stats)
+}
+
+/// Copy commits from another repository (`ostree pull-local`, and `file://` remotes).
+/// Refs land in `refs/remotes/<ref_remote>/` when set, else `refs/heads/` (mirror or plain).
+pub async fn pull_local(repo: &Repo, src: &Repo, opts: PullOptions) -> Result<PullStats> {
+    pull_from_repo(repo, src, opts, Instant::now()).await
+}
+
+async fn pull_from_repo(
+    repo: &Repo,
+    src: &Repo,
+    opts: PullOptions,
+    start: Instant,
+) -> Result<PullStats> {
+    let mut opts = opts;
+    if opts.refs.is_empty() {
+        // All local heads (pull-local without refs; mirror of a file:// remote).
+        opts.refs = src
+            .store()
+            .list_refs("heads/")
+            .await?
+            .into_iter()
+            .map(|(n, _)| n["heads/".len()..].to_string())
+            .collect();
+    }
+    let ref_remote = if opts.mirror {
+        None
+    } else {
+        opts.ref_remote.clone()
+    };
+    let mut targets = Vec::new();
+    for (i, name) in opts.refs.iter().enumerate() {
+        let over = opts.override_commits.get(i).copied().flatten();
+        if checksum::is_valid_hex(name) {
+            targets.push(Target {
+                name: None,
+                commit: Checksum::from_hex(&name.to_ascii_lowercase())?,
+                store_ref: None,
+            });
+            continue;
+        }
+        let commit = match over {
+            Some(c) => c,
+            None => src
+                .resolve_rev(name, false)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("Refspec '{name}' not found")))?,
+        };
+        // A `REMOTE:REF` source refspec lands under its ref name.
+        let (_, plain) = crate::repo::refs::parse_refspec(name)?;
+        let store_name = crate::repo::refs::store_ref_name(ref_remote.as_deref(), &plain);
+        let old = repo.store().read_ref(&store_name).await?;
+        targets.push(Target {
+            name: Some(plain),
+            commit,
+            store_ref: Some((store_name, old)),
+        });
+    }
+    let source: Arc<dyn ObjectSource> = Arc::new(LocalSource { repo: src.clone() });
+    let mut stats = run_targets(repo, source, &targets, &opts, None).await?;
+    if opts.mirror
+        && !opts.dry_run
+        && let Some(s) = src.store().read_file("summary").await?
+    {
+        repo.store().write_file("summary", s).await?;
+        if let Some(sig) = src.store().read_file("summary.sig").await? {
+            repo.store().write_file("summary.sig", sig).await?;
+        }
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+/// The refs a remote publishes: from its summary, else none (`ostree remote refs`).
+pub async fn remote_refs(repo: &Repo, remote_name: &str, opts: &PullOptions) -> Result<RemoteSummary> {
+    let (_, bytes) = remote_summary_bytes(repo, remote_name, opts).await?;
+    match bytes {
+        Some(b) => parse_summary(&b),
+        None => Err(Error::not_found(format!(
+            "Remote refs not available; server has no summary file"
+        ))),
+    }
+}
+
+/// The summary (and summary.sig) bytes of a remote (`ostree remote summary`).
+pub async fn remote_summary_bytes(
+    repo: &Repo,
+    remote_name: &str,
+    opts: &PullOptions,
+) -> Result<(Option<Bytes>, Option<Bytes>)> {
+    let registry = opts.registry.unwrap_or_else(Registry::global);
+    let r = repo.remote(&opts.remotes_dir, remote_name).await?;
+    let url = r.url()?;
+    if url.starts_with("file://") {
+        let u = Url::parse(&url).map_err(|e| Error::invalid(format!("Invalid URL '{url}': {e}")))?;
+        let src = Repo::open_with(registry, &u, OpenOptions::default()).await?;
+        return Ok((
+            src.store().read_file("summary").await?,
+            src.store().read_file("summary.sig").await?,
+        ));
+    }
+    let cfg = fetcher_config(repo, Some(&r), opts)?;
+    let meta = mirrors_for(registry, &url, &cfg).await?;
+    let src = RemoteSource::new(meta, Mirrors(Vec::new()), NetPolicy::default());
+    let summary = fetch_summary(repo, &src, Some(remote_name)).await?;
+    let sig = src.file("summary.sig", MAX_METADATA_SIZE).await?;
+    Ok((summary, sig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_lines() {
+        assert_eq!(format_size(5), "5 bytes");
+        assert_eq!(format_size(1), "1 byte");
+        assert_eq!(format_size(1500), "1.5 kB");
+        assert_eq!(format_size(2_345_678), "2.3 MB");
+        let s = PullStats {
+            local: true,
+            imported_meta: 4,
+            imported_content: 2,
+            content_bytes_written: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.status_line(),
+            "4 metadata, 2 content objects imported; 5 bytes content written"
+        );
+        assert_eq!(ctime(2584626681), "Sun Nov 26 15:51:21 2051");
+    }
+}

@@ -1,0 +1,293 @@
+//! Where pulled objects come from: a remote reached through [`Fetcher`]s (with retries, byte
+//! range resume, the no-progress watchdog and mirror failover), or another local repository
+//! (`pull-local`, `file://` remotes, `--localcache-repo`).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::fetcher::{FetchRequest, FetchStatus, Fetcher, no_progress};
+use crate::objects::FileMeta;
+use crate::repo::Repo;
+use crate::store::ObjectRead;
+use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
+
+/// ostree's cap on metadata objects (`OSTREE_MAX_METADATA_SIZE`, 10 MiB).
+pub const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
+
+/// Cap on one content object held in memory while it is verified.
+pub const MAX_CONTENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+
+/// A content object as a source gives it.
+#[derive(Debug)]
+pub enum ContentPayload {
+    /// `.filez` bytes (archive sources).
+    Archived(Bytes),
+    /// Decoded metadata and content bytes (bare sources).
+    Decoded(FileMeta, Bytes),
+}
+
+/// One source of objects.
+#[async_trait]
+pub trait ObjectSource: Send + Sync + std::fmt::Debug {
+    /// A metadata object's bytes, `None` when the source has none.
+    async fn meta(&self, key: &ObjectKey) -> Result<Option<Bytes>>;
+    /// A content object.
+    async fn content(&self, csum: &Checksum) -> Result<ContentPayload>;
+    /// A plain file of the source repository (`summary`, `config`, `refs/heads/X`), `None` if
+    /// absent.
+    async fn file(&self, path: &str, max: u64) -> Result<Option<Bytes>>;
+    /// True for local repositories (ostree says "imported" rather than "fetched").
+    fn is_local(&self) -> bool;
+    /// Bytes moved over the network so far.
+    fn bytes_transferred(&self) -> u64 {
+        0
+    }
+}
+
+/// Retry and watchdog policy for network sources.
+#[derive(Clone, Copy, Debug)]
+pub struct NetPolicy {
+    /// Retries of a transient failure (`--network-retries`, default 5).
+    pub retries: u32,
+    /// Fail a transfer that receives nothing for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for NetPolicy {
+    fn default() -> Self {
+        let idle = std::env::var("OSTREE_RS_FETCH_IDLE_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(30);
+        NetPolicy {
+            retries: 5,
+            idle_timeout: Duration::from_secs(idle.max(1)),
+        }
+    }
+}
+
+/// Several fetchers for one repository (a mirrorlist): each request tries them in order.
+#[derive(Debug)]
+pub struct Mirrors(pub Vec<Arc<dyn Fetcher>>);
+
+/// A remote reached through fetchers: metadata from `meta`, content (and delta parts) from
+/// `content` (`contenturl`).
+#[derive(Debug)]
+pub struct RemoteSource {
+    meta: Mirrors,
+    content: Mirrors,
+    policy: NetPolicy,
+    bytes: AtomicU64,
+}
+
+impl RemoteSource {
+    /// A source over mirrored fetchers.
+    pub fn new(meta: Mirrors, content: Mirrors, policy: NetPolicy) -> Self {
+        RemoteSource {
+            meta,
+            content,
+            policy,
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Fetch a path fully: retries transient errors with backoff, resumes a broken body with
+    /// a range request, fails over to the next mirror, caps the size. `Ok(None)` for 404.
+    pub async fn get(
+        &self,
+        mirrors: &Mirrors,
+        path: &str,
+        max: u64,
+        if_none_match: Option<String>,
+    ) -> Result<Option<(FetchStatus, Bytes, Option<String>)>> {
+        let mut last: Option<Error> = None;
+        for f in &mirrors.0 {
+            match self.get_one(f.as_ref(), path, max, if_none_match.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Other("no mirrors configured".into())))
+    }
+
+    async fn get_one(
+        &self,
+        f: &dyn Fetcher,
+        path: &str,
+        max: u64,
+        if_none_match: Option<String>,
+    ) -> Result<Option<(FetchStatus, Bytes, Option<String>)>> {
+        let mut buf = BytesMut::new();
+        let mut attempt = 0u32;
+        let what = format!("{}{}", f.base_url(), path);
+        loop {
+            let req = FetchRequest {
+                path: path.to_string(),
+                range_start: (!buf.is_empty()).then_some(buf.len() as u64),
+                if_none_match: if_none_match.clone(),
+                if_modified_since: None,
+            };
+            let res = async {
+                let resp = f.fetch(req).await?;
+                if resp.status == FetchStatus::NotModified {
+                    return Ok(Some((FetchStatus::NotModified, Bytes::new(), resp.etag)));
+                }
+                if resp.range_start.unwrap_or(0) != buf.len() as u64 {
+                    buf.clear();
+                }
+                if let Some(len) = resp.content_length
+                    && len.saturating_add(buf.len() as u64) > max
+                {
+                    return Err(Error::Corrupted(format!(
+                        "{what}: size {len} exceeds the maximum of {max} bytes"
+                    )));
+                }
+                let etag = resp.etag.clone();
+                let mut body = resp.body;
+                loop {
+                    let next = tokio::time::timeout(self.policy.idle_timeout, body.next())
+                        .await
+                        .map_err(|_| no_progress(&what, self.policy.idle_timeout))?;
+                    match next {
+                        None => break,
+                        Some(chunk) => {
+                            let chunk = chunk?;
+                            self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            if buf.len() as u64 + chunk.len() as u64 > max {
+                                return Err(Error::Corrupted(format!(
+                                    "{what}: exceeds the maximum size of {max} bytes"
+                                )));
+                            }
+                            buf.extend_from_slice(&chunk);
+                        }
+                    }
+                }
+                Ok(Some((FetchStatus::Ok, Bytes::new(), etag)))
+            }
+            .await;
+            match res {
+                Ok(Some((FetchStatus::Ok, _, etag))) => {
+                    return Ok(Some((FetchStatus::Ok, std::mem::take(&mut buf).freeze(), etag)));
+                }
+                Ok(other) => return Ok(other),
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) if e.is_retryable() && attempt < self.policy.retries && !f.is_local() => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis((100u64 << attempt.min(6)).min(5000));
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The metadata mirrors.
+    pub fn meta_mirrors(&self) -> &Mirrors {
+        &self.meta
+    }
+
+    /// The content mirrors.
+    pub fn content_mirrors(&self) -> &Mirrors {
+        &self.content
+    }
+}
+
+#[async_trait]
+impl ObjectSource for RemoteSource {
+    async fn meta(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        let path = key.loose_path(true);
+        Ok(self
+            .get(&self.meta, &path, MAX_METADATA_SIZE, None)
+            .await?
+            .map(|(_, b, _)| b))
+    }
+
+    async fn content(&self, csum: &Checksum) -> Result<ContentPayload> {
+        let key = ObjectKey::new(*csum, ObjectType::File);
+        let path = key.loose_path(true);
+        match self.get(&self.content, &path, MAX_CONTENT_SIZE, None).await? {
+            Some((_, b, _)) => Ok(ContentPayload::Archived(b)),
+            None => Err(Error::not_found(format!(
+                "Server returned HTTP 404 for {path}: object {csum}.file not found"
+            ))),
+        }
+    }
+
+    async fn file(&self, path: &str, max: u64) -> Result<Option<Bytes>> {
+        Ok(self.get(&self.meta, path, max, None).await?.map(|(_, b, _)| b))
+    }
+
+    fn is_local(&self) -> bool {
+        self.meta.0.iter().all(|f| f.is_local())
+    }
+
+    fn bytes_transferred(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Another repository opened through the storage registry.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    /// The source repository.
+    pub repo: Repo,
+}
+
+#[async_trait]
+impl ObjectSource for LocalSource {
+    async fn meta(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        match self.repo.store().get(key).await {
+            Ok(o) => Ok(Some(o.into_meta()?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn content(&self, csum: &Checksum) -> Result<ContentPayload> {
+        let key = ObjectKey::new(*csum, ObjectType::File);
+        let store = self.repo.store();
+        if store.mode().is_archive() {
+            return Ok(ContentPayload::Archived(store.get_raw(&key).await?));
+        }
+        let c = match store.get(&key).await? {
+            ObjectRead::Content(c) => c,
+            ObjectRead::Meta(_) => return Err(Error::corrupted(format!("{key}: not content"))),
+        };
+        let size = c.size;
+        let meta = c.meta;
+        let body = c.body;
+        let bytes = tokio::task::spawn_blocking(move || -> Result<Bytes> {
+            let mut v = Vec::with_capacity(size.min(MAX_CONTENT_SIZE) as usize);
+            body.into_reader()
+                .take(size)
+                .read_to_end(&mut v)
+                .map_err(|e| Error::io(format!("Reading {key}"), e))?;
+            Ok(Bytes::from(v))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("reading content: {e}")))??;
+        Ok(ContentPayload::Decoded(meta, bytes))
+    }
+
+    async fn file(&self, path: &str, _max: u64) -> Result<Option<Bytes>> {
+        if let Some(name) = path.strip_prefix("refs/") {
+            return Ok(self
+                .repo
+                .store()
+                .read_ref(name)
+                .await?
+                .map(|c| Bytes::from(format!("{c}\n"))));
+        }
+        self.repo.store().read_file(path).await
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+}

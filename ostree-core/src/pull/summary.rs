@@ -1,0 +1,92 @@
+//! Reading a remote's `summary` for a pull: refs, collection ID, mode hints and static delta
+//! names. (Generating summaries lives with `ostree summary`; this is the client's view.)
+
+use std::collections::BTreeMap;
+
+use crate::gvariant::{Variant, VariantType};
+use crate::{Checksum, Error, Result};
+
+/// `OSTREE_SUMMARY_GVARIANT_FORMAT`.
+pub const SUMMARY_FORMAT: &str = "(a(s(taya{sv}))a{sv})";
+
+/// What a pull needs from a summary.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteSummary {
+    /// Ref name → (commit size, commit checksum).
+    pub refs: BTreeMap<String, (u64, Checksum)>,
+    /// `ostree.summary.collection-id`.
+    pub collection_id: Option<String>,
+    /// `ostree.summary.mode`, when published.
+    pub mode: Option<String>,
+    /// `ostree.summary.tombstone-commits`.
+    pub tombstone_commits: bool,
+    /// Static delta names listed in `ostree.static-deltas` (`[FROM-]TO`, modified base64).
+    pub deltas: Vec<String>,
+    /// `ostree.summary.indexed-deltas`.
+    pub indexed_deltas: bool,
+    /// The raw additional metadata.
+    pub metadata: Vec<(String, Variant)>,
+}
+
+/// Parse summary bytes (`Not normal form` / type errors as ostree words them).
+pub fn parse_summary(data: &[u8]) -> Result<RemoteSummary> {
+    let ty = VariantType::parse(SUMMARY_FORMAT)?;
+    let v = Variant::from_bytes_normal(&ty, data)
+        .map_err(|e| Error::corrupted(format!("Invalid summary: Not normal form ({e})")))?;
+    let f = v.as_tuple().unwrap_or(&[]);
+    let bad = || Error::corrupted("Invalid summary");
+    let mut out = RemoteSummary::default();
+    for r in f.first().and_then(Variant::as_array).ok_or_else(bad)? {
+        let t = r.as_tuple().ok_or_else(bad)?;
+        let name = t.first().and_then(Variant::as_str).ok_or_else(bad)?;
+        crate::repo::refs::validate_ref_name(name)?;
+        let d = t.get(1).and_then(Variant::as_tuple).ok_or_else(bad)?;
+        let size = d.first().and_then(Variant::as_u64).ok_or_else(bad)?;
+        let csum = Checksum::from_bytes(d.get(1).and_then(Variant::as_bytes).ok_or_else(bad)?)?;
+        out.refs.insert(name.to_string(), (size, csum));
+    }
+    for e in f.get(1).and_then(Variant::as_array).ok_or_else(bad)? {
+        let Variant::DictEntry(k, val) = e else {
+            return Err(bad());
+        };
+        let Some(k) = k.as_str() else {
+            return Err(bad());
+        };
+        let inner = val.as_variant().cloned().unwrap_or(Variant::Bool(false));
+        match k {
+            "ostree.summary.collection-id" => {
+                if let Some(s) = inner.as_str() {
+                    crate::repo::refs::validate_collection_id(s)?;
+                    out.collection_id = Some(s.to_string());
+                }
+            }
+            "ostree.summary.mode" => out.mode = inner.as_str().map(str::to_string),
+            "ostree.summary.tombstone-commits" => {
+                out.tombstone_commits = inner.as_bool().unwrap_or(false)
+            }
+            "ostree.summary.indexed-deltas" => {
+                out.indexed_deltas = inner.as_bool().unwrap_or(false)
+            }
+            "ostree.static-deltas" => {
+                for d in inner.as_array().unwrap_or(&[]) {
+                    if let Variant::DictEntry(dk, _) = d
+                        && let Some(name) = dk.as_str()
+                    {
+                        out.deltas.push(name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.metadata.push((k.to_string(), inner));
+    }
+    Ok(out)
+}
+
+/// The name of a static delta from `from` (or from scratch) to `to`, as summaries list them.
+pub fn delta_name(from: Option<&Checksum>, to: &Checksum) -> String {
+    match from {
+        Some(f) => format!("{}-{}", f.to_modified_base64(), to.to_modified_base64()),
+        None => to.to_modified_base64(),
+    }
+}
