@@ -16,6 +16,7 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod content;
+pub mod delta;
 pub mod error;
 pub mod fetcher;
 pub mod gvariant;

@@ -1,0 +1,692 @@
+//! Executing delta parts: the operation interpreter and offline application of a delta.
+//!
+//! Every object a part produces is checksum-verified before it is stored; every offset and
+//! length (payload ranges, read-source ranges, mode/xattr table indices, bsdiff controls) is
+//! bounds-checked; a malformed part is an error naming the part and opcode.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::bspatch;
+use super::format::{self, PartHeader, PartPayload, Superblock, op, read_varuint};
+use crate::objects::{Commit, DirMeta, DirTree, FileMeta, S_IFLNK, S_IFMT, S_IFREG, content_checksum};
+use crate::repo::Repo;
+use crate::store::{ContentSource, ObjectWrite};
+use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
+
+/// Counts of executed operations, in ostree's order (`static-delta show`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    /// open-splice-and-close, open, write, set-read-source, unset-read-source, close, bspatch.
+    pub n_ops: [u32; 7],
+}
+
+fn op_index(o: u8) -> Option<usize> {
+    Some(match o {
+        op::OPEN_SPLICE_AND_CLOSE => 0,
+        op::OPEN => 1,
+        op::WRITE => 2,
+        op::SET_READ_SOURCE => 3,
+        op::UNSET_READ_SOURCE => 4,
+        op::CLOSE => 5,
+        op::BSPATCH => 6,
+        _ => return None,
+    })
+}
+
+/// What the interpreter produces: verified objects to store.
+#[derive(Debug)]
+pub struct ProducedObject {
+    /// The object.
+    pub key: ObjectKey,
+    /// What to give to `put`.
+    pub write: ObjectWrite,
+}
+
+/// Source of read-source objects and of "do we already have it" answers.
+pub(crate) trait PartEnv {
+    fn have(&mut self, idx: usize) -> bool;
+    fn source(&mut self, csum: &Checksum) -> Result<Bytes>;
+}
+
+enum Src {
+    Unset,
+    Loaded(Bytes),
+    /// Set, but not read: the object it serves is skipped.
+    Unloaded,
+}
+
+struct Open {
+    idx: usize,
+    key: ObjectKey,
+    meta: FileMeta,
+    size: u64,
+    buf: Vec<u8>,
+    skip: bool,
+}
+
+fn bounds(payload: &Bytes, off: u64, len: u64) -> Result<Bytes> {
+    let end = off
+        .checked_add(len)
+        .filter(|e| *e <= payload.len() as u64)
+        .ok_or_else(|| Error::corrupted(format!("Invalid offset/length {off}/{len}")))?;
+    Ok(payload.slice(off as usize..end as usize))
+}
+
+fn file_meta(part: &PartPayload, mode_idx: u64, xattr_idx: u64) -> Result<FileMeta> {
+    let (uid, gid, mode) = *usize::try_from(mode_idx)
+        .ok()
+        .and_then(|i| part.modes.get(i))
+        .ok_or_else(|| Error::corrupted(format!("Invalid mode index {mode_idx}")))?;
+    let xattrs = usize::try_from(xattr_idx)
+        .ok()
+        .and_then(|i| part.xattrs.get(i))
+        .ok_or_else(|| Error::corrupted(format!("Invalid xattr index {xattr_idx}")))?
+        .clone();
+    match mode & S_IFMT {
+        S_IFREG | S_IFLNK => {}
+        _ => return Err(Error::corrupted(format!("Invalid file mode {mode:o} in delta part"))),
+    }
+    Ok(FileMeta {
+        uid,
+        gid,
+        mode,
+        symlink_target: None,
+        xattrs,
+    })
+}
+
+/// Verify content and build the object write.
+fn finish_content(key: &ObjectKey, mut meta: FileMeta, content: Bytes) -> Result<ProducedObject> {
+    if meta.is_symlink() {
+        let t = std::str::from_utf8(&content)
+            .ok()
+            .filter(|t| !t.is_empty() && !t.contains('\0'))
+            .ok_or_else(|| Error::corrupted("Invalid symlink target in delta part"))?;
+        meta.symlink_target = Some(t.to_string());
+        meta.validate()?;
+        let actual = content_checksum(&meta, std::io::empty())?;
+        crate::content::check(ObjectType::File, &key.checksum, &actual)?;
+        return Ok(ProducedObject {
+            key: *key,
+            write: ObjectWrite::Content {
+                meta,
+                size: 0,
+                source: ContentSource::Bytes(Bytes::new()),
+            },
+        });
+    }
+    meta.validate()?;
+    let actual = content_checksum(&meta, &content[..])?;
+    crate::content::check(ObjectType::File, &key.checksum, &actual)?;
+    Ok(ProducedObject {
+        key: *key,
+        write: ObjectWrite::Content {
+            meta,
+            size: content.len() as u64,
+            source: ContentSource::Bytes(content),
+        },
+    })
+}
+
+fn finish_meta(key: &ObjectKey, data: Bytes) -> Result<ProducedObject> {
+    match key.ty {
+        ObjectType::DirTree => {
+            DirTree::from_bytes(&data)?;
+        }
+        ObjectType::DirMeta => {
+            DirMeta::from_bytes(&data)?;
+        }
+        ObjectType::Commit => {
+            Commit::from_bytes(&data)?;
+        }
+        _ => {
+            return Err(Error::corrupted(format!(
+                "Unsupported object type {} in delta part",
+                key.ty.name()
+            )));
+        }
+    }
+    crate::content::check(key.ty, &key.checksum, &Checksum::of(&data))?;
+    Ok(ProducedObject {
+        key: *key,
+        write: ObjectWrite::Meta(data),
+    })
+}
+
+/// Run the operations of a part. With `stats_only`, nothing is produced or read (as
+/// `static-delta show`); otherwise `emit` receives each verified object.
+pub(crate) fn execute(
+    objects: &[ObjectKey],
+    part: &PartPayload,
+    stats_only: bool,
+    env: &mut dyn PartEnv,
+    emit: &mut dyn FnMut(ProducedObject) -> Result<()>,
+) -> Result<OpStats> {
+    let mut stats = OpStats::default();
+    if objects.is_empty() {
+        return Ok(stats);
+    }
+    let ops = &part.ops;
+    let payload = &part.payload;
+    let mut pos = 0usize;
+    let mut index = 0usize;
+    let mut source = Src::Unset;
+    let mut open: Option<Open> = None;
+    let mut n_executed = 0u64;
+    let next_obj = |index: usize| -> Result<ObjectKey> {
+        objects
+            .get(index)
+            .copied()
+            .ok_or_else(|| Error::corrupted("Delta part operations exceed its object list"))
+    };
+    while pos < ops.len() {
+        let opcode = ops[pos];
+        pos += 1;
+        let prefix = |e: Error, name: &str| -> Error {
+            Error::corrupted(format!("opcode {name}: {e}"))
+        };
+        match opcode {
+            op::OPEN_SPLICE_AND_CLOSE => {
+                let r: Result<()> = (|| {
+                    if open.is_some() {
+                        return Err(Error::corrupted("object already open"));
+                    }
+                    let key = next_obj(index)?;
+                    if key.ty.is_meta() {
+                        let len = read_varuint(ops, &mut pos)?;
+                        let off = read_varuint(ops, &mut pos)?;
+                        let data = bounds(payload, off, len)?;
+                        if !stats_only && !env.have(index) {
+                            emit(finish_meta(&key, data)?)?;
+                        }
+                    } else {
+                        let mi = read_varuint(ops, &mut pos)?;
+                        let xi = read_varuint(ops, &mut pos)?;
+                        let size = read_varuint(ops, &mut pos)?;
+                        let off = read_varuint(ops, &mut pos)?;
+                        let data = bounds(payload, off, size)?;
+                        let meta = file_meta(part, mi, xi)?;
+                        if !stats_only && !env.have(index) {
+                            emit(finish_content(&key, meta, data)?)?;
+                        }
+                    }
+                    source = Src::Unset;
+                    index += 1;
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "open-splice-and-close"))?;
+            }
+            op::OPEN => {
+                let r: Result<()> = (|| {
+                    if open.is_some() {
+                        return Err(Error::corrupted("object already open"));
+                    }
+                    let key = next_obj(index)?;
+                    if key.ty != ObjectType::File {
+                        return Err(Error::corrupted("open of a metadata object"));
+                    }
+                    let mi = read_varuint(ops, &mut pos)?;
+                    let xi = read_varuint(ops, &mut pos)?;
+                    let size = read_varuint(ops, &mut pos)?;
+                    let meta = file_meta(part, mi, xi)?;
+                    let skip = stats_only || env.have(index);
+                    // Output bytes all come from the payload or the source: never reserve
+                    // more than those can supply.
+                    let cap = if skip {
+                        0
+                    } else {
+                        size.min(64 * 1024 * 1024).min(payload.len() as u64 + (1 << 20)) as usize
+                    };
+                    open = Some(Open {
+                        idx: index,
+                        key,
+                        meta,
+                        size,
+                        buf: Vec::with_capacity(cap),
+                        skip,
+                    });
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "open"))?;
+            }
+            op::WRITE => {
+                let r: Result<()> = (|| {
+                    let len = read_varuint(ops, &mut pos)?;
+                    let off = read_varuint(ops, &mut pos)?;
+                    let o = open
+                        .as_mut()
+                        .ok_or_else(|| Error::corrupted("no object open"))?;
+                    let data = match &source {
+                        Src::Loaded(src) => bounds(src, off, len).map_err(|_| {
+                            Error::corrupted(format!(
+                                "Unexpected EOF reading source object at {off}/{len}"
+                            ))
+                        })?,
+                        Src::Unloaded => {
+                            o.skip = true;
+                            return Ok(());
+                        }
+                        Src::Unset => bounds(payload, off, len)?,
+                    };
+                    if o.skip {
+                        return Ok(());
+                    }
+                    if o.buf.len() as u64 + len > o.size {
+                        return Err(Error::corrupted("write beyond the object size"));
+                    }
+                    o.buf.extend_from_slice(&data);
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "write"))?;
+            }
+            op::SET_READ_SOURCE => {
+                let r: Result<()> = (|| {
+                    let off = read_varuint(ops, &mut pos)?;
+                    let c = bounds(payload, off, 32)?;
+                    if stats_only {
+                        source = Src::Unloaded;
+                        return Ok(());
+                    }
+                    let csum = Checksum::from_bytes(&c)?;
+                    // Only load the source when an object that needs it is being written.
+                    let needed = match &open {
+                        Some(o) => !o.skip,
+                        None => index < objects.len() && !env.have(index),
+                    };
+                    source = if needed {
+                        Src::Loaded(env.source(&csum)?)
+                    } else {
+                        Src::Unloaded
+                    };
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "set-read-source"))?;
+            }
+            op::UNSET_READ_SOURCE => {
+                source = Src::Unset;
+            }
+            op::CLOSE => {
+                let r: Result<()> = (|| {
+                    let o = open.take().ok_or_else(|| Error::corrupted("no object open"))?;
+                    source = Src::Unset;
+                    if !o.skip {
+                        if o.buf.len() as u64 != o.size {
+                            return Err(Error::corrupted(format!(
+                                "object {} has {} bytes, expected {}",
+                                o.key.checksum,
+                                o.buf.len(),
+                                o.size
+                            )));
+                        }
+                        emit(finish_content(&o.key, o.meta, Bytes::from(o.buf))?)?;
+                    }
+                    debug_assert_eq!(o.idx, index);
+                    index += 1;
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "close"))?;
+            }
+            op::BSPATCH => {
+                let r: Result<()> = (|| {
+                    let off = read_varuint(ops, &mut pos)?;
+                    let len = read_varuint(ops, &mut pos)?;
+                    let p = bounds(payload, off, len)?;
+                    let o = open
+                        .as_mut()
+                        .ok_or_else(|| Error::corrupted("no object open"))?;
+                    if o.skip {
+                        return Ok(());
+                    }
+                    let src = match &source {
+                        Src::Loaded(s) => s,
+                        Src::Unloaded => {
+                            o.skip = true;
+                            return Ok(());
+                        }
+                        Src::Unset => {
+                            return Err(Error::corrupted("bspatch without a read source"));
+                        }
+                    };
+                    if !o.buf.is_empty() {
+                        return Err(Error::corrupted("bspatch into a partly written object"));
+                    }
+                    o.buf = bspatch::patch(src, &p, o.size)?;
+                    Ok(())
+                })();
+                r.map_err(|e| prefix(e, "bspatch"))?;
+            }
+            other => {
+                return Err(Error::corrupted(format!(
+                    "Unknown opcode {other} at offset {n_executed}"
+                )));
+            }
+        }
+        n_executed += 1;
+        if let Some(i) = op_index(opcode) {
+            stats.n_ops[i] += 1;
+        }
+    }
+    if open.is_some() {
+        return Err(Error::corrupted("Delta part ends with an object still open"));
+    }
+    Ok(stats)
+}
+
+// ------------------------------------------------------------------------------ offline apply
+
+/// Where a delta's files are read from.
+#[derive(Debug, Clone)]
+pub enum DeltaSource {
+    /// A directory holding `superblock` and parts, or the path of a superblock file (parts
+    /// beside it).
+    Local(PathBuf),
+    /// A delta inside the repository itself (`deltas/…`).
+    Repo(super::format::DeltaName),
+}
+
+/// Options of [`Repo::apply_static_delta`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Parts executed concurrently (0: the number of CPUs, at most 4).
+    pub jobs: usize,
+}
+
+/// What an application did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Target commit.
+    pub to: Checksum,
+    /// Parts executed.
+    pub parts_executed: usize,
+    /// Parts skipped because all their objects were present.
+    pub parts_skipped: usize,
+    /// Objects written.
+    pub objects_written: usize,
+    /// Fallback objects of the delta (they must already be present; fetch them otherwise).
+    pub fallbacks: Vec<ObjectKey>,
+}
+
+struct StoreEnv {
+    have: Vec<bool>,
+    sources: HashMap<Checksum, Bytes>,
+    repo: Repo,
+    rt: tokio::runtime::Handle,
+}
+
+impl PartEnv for StoreEnv {
+    fn have(&mut self, idx: usize) -> bool {
+        self.have.get(idx).copied().unwrap_or(false)
+    }
+    fn source(&mut self, csum: &Checksum) -> Result<Bytes> {
+        if let Some(b) = self.sources.get(csum) {
+            return Ok(b.clone());
+        }
+        let repo = self.repo.clone();
+        let c = *csum;
+        let content = self.rt.block_on(async move {
+            let cr = repo.load_file(&c).await.map_err(|e| {
+                if e.is_not_found() {
+                    Error::not_found(format!("Delta source object {c} is not in the repository"))
+                } else {
+                    e
+                }
+            })?;
+            Ok::<_, Error>(cr)
+        })?;
+        let mut buf = Vec::with_capacity(content.size.min(256 * 1024 * 1024) as usize);
+        let mut r = content.body.into_reader();
+        std::io::Read::read_to_end(&mut r, &mut buf).map_err(|e| Error::io(format!("reading object {csum}"), e))?;
+        if buf.len() as u64 != content.size {
+            return Err(Error::corrupted(format!("object {csum} has the wrong size")));
+        }
+        let b = Bytes::from(buf);
+        self.sources.clear();
+        self.sources.insert(*csum, b.clone());
+        Ok(b)
+    }
+}
+
+async fn read_local(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&p).map_err(|e| Error::io_path("open", &p, e))?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, limit.saturating_add(1)), &mut buf)
+            .map_err(|e| Error::io_path("read", &p, e))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::corrupted(format!("{} is too large", p.display())));
+        }
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("reading delta file: {e}")))?
+}
+
+impl Repo {
+    /// Read a superblock from `src` (the repository or a local path). Returns it and, for a
+    /// local source, the directory holding the parts.
+    pub async fn read_static_delta_superblock(
+        &self,
+        src: &DeltaSource,
+    ) -> Result<(Superblock, Option<PathBuf>)> {
+        match src {
+            DeltaSource::Repo(name) => {
+                let data = self
+                    .store()
+                    .read_file(&name.superblock_path())
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("No such delta {name}")))?;
+                Ok((Superblock::parse(&data)?, None))
+            }
+            DeltaSource::Local(path) => {
+                let (dir, file) = if path.is_dir() {
+                    (path.clone(), path.join("superblock"))
+                } else {
+                    let dir = path
+                        .parent()
+                        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                        .unwrap_or(Path::new("."))
+                        .to_path_buf();
+                    (dir, path.clone())
+                };
+                let data = read_local(&file, format::MAX_SUPERBLOCK_SIZE).await.map_err(|e| match e {
+                    Error::Io { source, .. } => Error::io(format!("openat({})", file.display()), source),
+                    e => e,
+                })?;
+                Ok((Superblock::parse(&data)?, Some(dir)))
+            }
+        }
+    }
+
+    /// Read the raw bytes of part `i` of a delta (inline or file).
+    pub async fn read_static_delta_part(
+        &self,
+        sb: &Superblock,
+        dir: Option<&Path>,
+        i: usize,
+    ) -> Result<Vec<u8>> {
+        if let Some(b) = sb.inline_part(i) {
+            return Ok(b);
+        }
+        let h = sb
+            .parts
+            .get(i)
+            .ok_or_else(|| Error::invalid(format!("No part {i} in delta")))?;
+        match dir {
+            Some(d) => read_local(&d.join(i.to_string()), h.size)
+                .await
+                .map_err(|e| Error::Other(format!("Opening deltapart '{i}': {e}"))),
+            None => self
+                .store()
+                .read_file(&sb.name().part_path(i))
+                .await?
+                .map(|b| b.to_vec())
+                .ok_or_else(|| Error::not_found(format!("Opening deltapart '{i}': missing"))),
+        }
+    }
+
+    /// Execute one part (already read) into the repository.
+    pub async fn execute_static_delta_part(
+        &self,
+        header: &PartHeader,
+        raw: Vec<u8>,
+        verify_checksum: bool,
+    ) -> Result<usize> {
+        if header.version > format::PART_VERSION {
+            return Err(Error::corrupted(format!(
+                "Delta part has too new version {}",
+                header.version
+            )));
+        }
+        let have = self.store().has_many(&header.objects).await?;
+        if have.iter().all(|h| *h) {
+            return Ok(0);
+        }
+        let h2 = header.clone();
+        let part = tokio::task::spawn_blocking(move || {
+            format::open_part(&raw, verify_checksum.then_some(&h2), format::part_size_limit(&h2))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("delta part: {e}")))??;
+        let repo = self.clone();
+        let objects = header.objects.clone();
+        let rt = tokio::runtime::Handle::current();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ProducedObject>(8);
+        let exec = tokio::task::spawn_blocking(move || {
+            let mut env = StoreEnv {
+                have,
+                sources: HashMap::new(),
+                repo,
+                rt,
+            };
+            let mut emit = |o: ProducedObject| {
+                tx.blocking_send(o)
+                    .map_err(|_| Error::Other("delta part writer stopped".into()))
+            };
+            execute(&objects, &part, false, &mut env, &mut emit)
+        });
+        let store = self.store().clone();
+        let mut written = 0usize;
+        let mut inflight = FuturesUnordered::new();
+        let mut first_err: Option<Error> = None;
+        while let Some(o) = rx.recv().await {
+            let store = store.clone();
+            inflight.push(async move { store.put(&o.key, o.write).await });
+            written += 1;
+            while inflight.len() >= 4 {
+                if let Some(Err(e)) = inflight.next().await {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        while let Some(r) = inflight.next().await {
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        exec.await
+            .map_err(|e| Error::Other(format!("delta part: {e}")))??;
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(written)
+    }
+
+    /// Apply a static delta from a local directory/superblock file or from the repository's
+    /// own `deltas/` (`ostree static-delta apply-offline`). The target commit is written last,
+    /// after every part succeeded, so an interrupted application leaves no incomplete commit.
+    /// Fallback objects must already be present.
+    pub async fn apply_static_delta(
+        &self,
+        src: &DeltaSource,
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport> {
+        let _lock = self.lock(false).await?;
+        let (sb, dir) = self.read_static_delta_superblock(src).await?;
+        let sb = Arc::new(sb);
+        let to = sb.to;
+        if let Some(from) = sb.from
+            && !self.has_object(&ObjectKey::new(from, ObjectType::Commit)).await?
+        {
+            return Err(Error::not_found(format!(
+                "Commit {from}, which is the delta source, is not in repository"
+            )));
+        }
+        // The embedded commit must be the target.
+        crate::content::check(ObjectType::Commit, &to, &Checksum::of(&sb.commit))?;
+        Commit::from_bytes(&sb.commit)?;
+        let mut report = ApplyReport {
+            to,
+            ..Default::default()
+        };
+        let fb_keys: Vec<ObjectKey> = sb.fallbacks.iter().map(|f| f.key).collect();
+        let fb_have = self.store().has_many(&fb_keys).await?;
+        if let Some((k, _)) = fb_keys.iter().zip(&fb_have).find(|(_, h)| !**h) {
+            return Err(Error::invalid(format!(
+                "Cannot execute delta offline: contains nonempty http fallback entries (object {}.{} is missing)",
+                k.checksum,
+                k.ty.name()
+            )));
+        }
+        report.fallbacks = fb_keys;
+        let jobs = if opts.jobs == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4)
+        } else {
+            opts.jobs
+        };
+        let mut tasks = futures::stream::iter(0..sb.parts.len())
+            .map(|i| {
+                let sb = sb.clone();
+                let dir = dir.clone();
+                let repo = self.clone();
+                async move {
+                    let h = &sb.parts[i];
+                    let have = repo.store().has_many(&h.objects).await?;
+                    if have.iter().all(|x| *x) {
+                        return Ok::<_, Error>(None);
+                    }
+                    let raw = repo.read_static_delta_part(&sb, dir.as_deref(), i).await?;
+                    let n = repo
+                        .execute_static_delta_part(h, raw, true)
+                        .await
+                        .map_err(|e| Error::corrupted(format!("Executing delta part {i}: {e}")))?;
+                    Ok(Some(n))
+                }
+            })
+            .buffer_unordered(jobs.max(1));
+        while let Some(r) = tasks.next().await {
+            match r? {
+                Some(n) => {
+                    report.parts_executed += 1;
+                    report.objects_written += n;
+                }
+                None => report.parts_skipped += 1,
+            }
+        }
+        drop(tasks);
+        // Everything the commit needs is there: detached metadata, then the commit.
+        let ckey = ObjectKey::new(to, ObjectType::Commit);
+        if !self.has_object(&ckey).await? {
+            if let Some(md) = sb.detached_commitmeta() {
+                self.store()
+                    .put(
+                        &ObjectKey::new(to, ObjectType::CommitMeta),
+                        ObjectWrite::Meta(Bytes::from(md.to_bytes())),
+                    )
+                    .await?;
+            }
+            self.store().sync().await?;
+            self.store()
+                .put(&ckey, ObjectWrite::Meta(sb.commit.clone()))
+                .await?;
+        }
+        self.store().sync().await?;
+        Ok(report)
+    }
+}
