@@ -237,6 +237,31 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
     Ok(out)
 }
 
+/// Run the modifier's filter, then canonicalize (ostree's `_ostree_repo_commit_modifier_apply`:
+/// uid/gid 0, regular files and directories masked to 0755). `false` = skip the entry.
+fn apply_modifier(
+    modifier: &CommitModifier,
+    canonical: bool,
+    path: &str,
+    info: &mut EntryInfo,
+) -> bool {
+    if let Some(f) = &modifier.filter
+        && f(path, info) == FilterResult::Skip
+    {
+        return false;
+    }
+    if canonical {
+        match info.mode & S_IFMT {
+            S_IFREG => info.mode &= S_IFREG | 0o755,
+            S_IFDIR => info.mode &= S_IFDIR | 0o755,
+            _ => {}
+        }
+        info.uid = 0;
+        info.gid = 0;
+    }
+    true
+}
+
 fn join_rel(parent: &str, name: &str) -> String {
     if parent == "/" {
         format!("/{name}")
@@ -253,21 +278,7 @@ impl Scanner<'_> {
             gid: md.gid(),
             mode: md.mode(),
         };
-        if let Some(f) = &self.modifier.filter
-            && f(rel, &mut info) == FilterResult::Skip
-        {
-            return None;
-        }
-        if self.canonical {
-            match info.mode & S_IFMT {
-                S_IFREG => info.mode &= S_IFREG | 0o755,
-                S_IFDIR => info.mode &= S_IFDIR | 0o755,
-                _ => {}
-            }
-            info.uid = 0;
-            info.gid = 0;
-        }
-        Some(info)
+        apply_modifier(self.modifier, self.canonical, rel, &mut info).then_some(info)
     }
 
     fn xattrs(&self, path: &Path) -> Result<Xattrs> {
@@ -665,21 +676,7 @@ impl Repo {
 
     fn modify_info(&self, path: &str, info: &mut EntryInfo, modifier: &CommitModifier) -> bool {
         let (canonical, _) = self.effective_modifier(modifier);
-        if let Some(f) = &modifier.filter
-            && f(path, info) == FilterResult::Skip
-        {
-            return false;
-        }
-        if canonical {
-            match info.mode & S_IFMT {
-                S_IFREG => info.mode &= S_IFREG | 0o755,
-                S_IFDIR => info.mode &= S_IFDIR | 0o755,
-                _ => {}
-            }
-            info.uid = 0;
-            info.gid = 0;
-        }
-        true
+        apply_modifier(modifier, canonical, path, info)
     }
 
     async fn overlay_tree_modified(
