@@ -41,6 +41,18 @@ pub fn handler_for(path: &str) -> Handler {
         "refs" => builtins::refs,
         "rev-parse" => builtins::rev_parse,
         "show" => builtins::show,
+        "pull" => builtins::pull,
+        "pull-local" => builtins::pull_local,
+        "remote add" => builtins::remote::remote_add,
+        "remote delete" => builtins::remote::remote_delete,
+        "remote list" => builtins::remote::remote_list,
+        "remote show-url" => builtins::remote::remote_show_url,
+        "remote refs" => builtins::remote::remote_refs,
+        "remote summary" => builtins::remote::remote_summary,
+        "remote add-cookie" => builtins::remote::remote_add_cookie,
+        "remote delete-cookie" => builtins::remote::remote_delete_cookie,
+        "remote list-cookies" => builtins::remote::remote_list_cookies,
+        "remote gpg-import" | "remote gpg-list-keys" => builtins::remote::remote_gpg,
         _ => builtins::unimplemented_handler,
     }
 }

@@ -4,3 +4,5 @@
 
 use ostree_backend_fs as _;
 use ostree_backend_object_store as _;
+use ostree_fetcher_file as _;
+use ostree_fetcher_http as _;

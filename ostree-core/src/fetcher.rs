@@ -165,7 +165,7 @@ impl FetchResponse {
 /// The error of a stalled transfer (the no-progress watchdog fired). Retryable.
 pub fn no_progress(what: &str, d: Duration) -> Error {
     Error::io(
-        format!("{what}"),
+        what.to_string(),
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("no data received for {} seconds", d.as_secs()),
@@ -243,7 +243,7 @@ pub fn transport_error(
 ) -> Error {
     if retryable {
         Error::io(
-            format!("{url}"),
+            url.to_string(),
             std::io::Error::new(std::io::ErrorKind::ConnectionReset, message.to_string()),
         )
     } else {

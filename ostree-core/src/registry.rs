@@ -314,7 +314,10 @@ mod tests {
         assert!(matches!(r.check(), Err(Error::DuplicatePlugin { .. })));
         assert!(matches!(
             r.fetcher_plugin("http"),
-            Err(Error::DuplicatePlugin { kind: "fetcher", .. })
+            Err(Error::DuplicatePlugin {
+                kind: "fetcher",
+                ..
+            })
         ));
         // The duplicate fetcher key does not poison a store of another name.
         assert!(r.store_plugin("b").is_ok());

@@ -9,11 +9,14 @@ pub mod basic;
 pub mod commit;
 pub mod export;
 pub mod inspect;
+pub mod pull;
+pub mod remote;
 
 pub use basic::{checkout, config, fsck, init, refs, rev_parse};
 pub use commit::commit;
 pub use export::export;
 pub use inspect::{cat, log, ls, show};
+pub use pull::{pull, pull_local};
 
 /// Placeholder handler for commands that are not implemented yet.
 pub fn unimplemented_handler(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {

@@ -165,7 +165,10 @@ mod tests {
             .build_fetcher(&base, &FetcherConfig::default())
             .unwrap();
         assert!(f.is_local());
-        let r = f.fetch(FetchRequest::new("objects/ab/cd.filez")).await.unwrap();
+        let r = f
+            .fetch(FetchRequest::new("objects/ab/cd.filez"))
+            .await
+            .unwrap();
         let etag = r.etag.clone();
         assert_eq!(&r.collect(100, None, "t").await.unwrap()[..], b"0123456789");
         let r = f

@@ -267,7 +267,10 @@ mod tests {
             }
             seen
         });
-        (Url::parse(&format!("http://u:p@127.0.0.1:{port}/repo/")).unwrap(), h)
+        (
+            Url::parse(&format!("http://u:p@127.0.0.1:{port}/repo/")).unwrap(),
+            h,
+        )
     }
 
     #[tokio::test]
@@ -292,8 +295,18 @@ mod tests {
         let r = f.fetch(FetchRequest::new("summary")).await.unwrap();
         assert_eq!(r.etag.as_deref(), Some("\"e1\""));
         assert_eq!(&r.collect(100, None, "t").await.unwrap()[..], b"hello");
-        assert!(f.fetch(FetchRequest::new("config")).await.unwrap_err().is_not_found());
-        assert!(f.fetch(FetchRequest::new("x")).await.unwrap_err().is_retryable());
+        assert!(
+            f.fetch(FetchRequest::new("config"))
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(
+            f.fetch(FetchRequest::new("x"))
+                .await
+                .unwrap_err()
+                .is_retryable()
+        );
         let r = f
             .fetch(FetchRequest {
                 path: "summary".into(),
@@ -310,7 +323,11 @@ mod tests {
         assert!(first.contains("x-test: yes"), "{first}");
         assert!(first.contains("cookie: foo=bar"), "{first}");
         assert!(first.contains("user-agent: libostree/2022.7"), "{first}");
-        assert!(seen[3].to_ascii_lowercase().contains("if-none-match: \"e1\""));
+        assert!(
+            seen[3]
+                .to_ascii_lowercase()
+                .contains("if-none-match: \"e1\"")
+        );
     }
 
     #[test]

@@ -87,9 +87,7 @@ fn dir_wanted(subdirs: &[String], path: &str) -> (bool, bool) {
     for s in subdirs {
         let s = s.trim_end_matches('/');
         let s = if s.is_empty() { "/" } else { s };
-        let inside = path == s
-            || s == "/"
-            || path.starts_with(&format!("{s}/"));
+        let inside = path == s || s == "/" || path.starts_with(&format!("{s}/"));
         let above = path == "/" || s.starts_with(&format!("{path}/"));
         if inside {
             traverse = true;
@@ -166,10 +164,7 @@ impl Engine {
     pub async fn run(self: &Arc<Self>, commits: &[Checksum]) -> Result<()> {
         let mut queue: VecDeque<Task> = commits
             .iter()
-            .map(|c| Task::Commit {
-                csum: *c,
-                depth: 0,
-            })
+            .map(|c| Task::Commit { csum: *c, depth: 0 })
             .collect();
         let mut seen: HashSet<(ObjectKey, String)> = HashSet::new();
         let mut inflight = FuturesUnordered::new();
@@ -178,7 +173,9 @@ impl Engine {
             while inflight.len() < cap {
                 let Some(t) = queue.pop_front() else { break };
                 let id = match &t {
-                    Task::Commit { csum, .. } => (meta_key(*csum, ObjectType::Commit), String::new()),
+                    Task::Commit { csum, .. } => {
+                        (meta_key(*csum, ObjectType::Commit), String::new())
+                    }
                     Task::DirTree { csum, path } => {
                         // The same tree can appear under two paths; with a subpath filter the
                         // path matters, otherwise one visit is enough.
@@ -394,10 +391,12 @@ impl Engine {
                         let (_, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
                         return Ok((ObjectWrite::Archived(raw), size));
                     }
-                    let (meta, size, mut reader) = read_archived(std::io::Cursor::new(raw.clone()))?;
+                    let (meta, size, mut reader) =
+                        read_archived(std::io::Cursor::new(raw.clone()))?;
                     let mut content = Vec::with_capacity(size as usize);
-                    std::io::Read::read_to_end(&mut reader, &mut content)
-                        .map_err(|e| Error::corrupted(format!("Corrupted file object {csum}: {e}")))?;
+                    std::io::Read::read_to_end(&mut reader, &mut content).map_err(|e| {
+                        Error::corrupted(format!("Corrupted file object {csum}: {e}"))
+                    })?;
                     if verify {
                         let actual = content_checksum(&meta, std::io::Cursor::new(&content))?;
                         check(ObjectType::File, &csum, &actual)?;
@@ -447,9 +446,13 @@ impl Engine {
         let (write, size) = write;
         store.put(&key, write).await?;
         if self.source.is_local() || from_cache {
-            self.counters.imported_content.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .imported_content
+                .fetch_add(1, Ordering::Relaxed);
         } else {
-            self.counters.fetched_content.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .fetched_content
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.counters
             .content_bytes_written

@@ -268,8 +268,13 @@ fn ctime(t: u64) -> String {
 }
 
 /// `_ostree_compare_timestamps`.
-pub fn compare_timestamps(cur_rev: &Checksum, cur_ts: u64, new_rev: &Checksum, new_ts: u64) -> Result<()> {
-    if new_ts > cur_ts || new_ts == cur_ts || cur_rev == new_rev {
+pub fn compare_timestamps(
+    cur_rev: &Checksum,
+    cur_ts: u64,
+    new_rev: &Checksum,
+    new_ts: u64,
+) -> Result<()> {
+    if new_ts >= cur_ts || cur_rev == new_rev {
         return Ok(());
     }
     Err(Error::Other(format!(
@@ -392,7 +397,12 @@ fn write_etag(repo: &Repo, rel: &str, etag: Option<&str>) {
     if let Some(root) = repo.store().local_root() {
         let p = root.join(rel);
         let _ = match etag {
-            Some(e) => rustix::fs::setxattr(&p, "user.etag", e.as_bytes(), rustix::fs::XattrFlags::empty()),
+            Some(e) => rustix::fs::setxattr(
+                &p,
+                "user.etag",
+                e.as_bytes(),
+                rustix::fs::XattrFlags::empty(),
+            ),
             None => rustix::fs::removexattr(&p, "user.etag"),
         };
     }
@@ -407,7 +417,12 @@ async fn fetch_summary(
 ) -> Result<Option<Bytes>> {
     let cached_etag = cache_name.and_then(|n| read_etag(repo, &cache_path(n, "")));
     let got = src
-        .get(src.meta_mirrors(), "summary", MAX_METADATA_SIZE, cached_etag)
+        .get(
+            src.meta_mirrors(),
+            "summary",
+            MAX_METADATA_SIZE,
+            cached_etag,
+        )
         .await?;
     match got {
         None => Ok(None),
@@ -490,7 +505,9 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         if r.get("sign-verify").is_some_and(|v| v != "false")
             || r.get("sign-verify-summary").is_some_and(|v| v != "false")
         {
-            return Err(Error::Other("Requested signature type is not implemented".into()));
+            return Err(Error::Other(
+                "Requested signature type is not implemented".into(),
+            ));
         }
     }
     if opts.dry_run && !opts.require_static_deltas {
@@ -543,19 +560,23 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let mode = match summary.as_ref().and_then(|s| s.mode.clone()) {
         Some(m) => m,
         None => {
-            let cfg_bytes = src.file("config", MAX_METADATA_SIZE).await?.ok_or_else(|| {
-                Error::not_found(format!(
-                    "Remote {remote_or_url} has no config file at {}config",
-                    src.meta_mirrors()
-                        .0
-                        .first()
-                        .map(|f| f.base_url().to_string())
-                        .unwrap_or_default()
-                ))
-            })?;
+            let cfg_bytes = src
+                .file("config", MAX_METADATA_SIZE)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "Remote {remote_or_url} has no config file at {}config",
+                        src.meta_mirrors()
+                            .0
+                            .first()
+                            .map(|f| f.base_url().to_string())
+                            .unwrap_or_default()
+                    ))
+                })?;
             let text = String::from_utf8_lossy(&cfg_bytes).into_owned();
             let kf = crate::keyfile::KeyFile::parse(&text)?;
-            kf.get_string("core", "mode").unwrap_or_else(|| "bare".into())
+            kf.get_string("core", "mode")
+                .unwrap_or_else(|| "bare".into())
         }
     };
     if mode != "archive-z2" && mode != "archive" {
@@ -587,7 +608,11 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         }
     }
 
-    let ref_remote = if opts.mirror { None } else { remote_name.clone() };
+    let ref_remote = if opts.mirror {
+        None
+    } else {
+        remote_name.clone()
+    };
     let mut targets = Vec::new();
     for (i, name) in opts.refs.iter().enumerate() {
         let over = opts.override_commits.get(i).copied().flatten();
@@ -624,9 +649,7 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                         })?;
                     let t = String::from_utf8_lossy(&b).trim_end().to_string();
                     Checksum::from_hex(&t).map_err(|e| {
-                        Error::Other(format!(
-                            "Fetching checksum for ref ((empty), {name}): {e}"
-                        ))
+                        Error::Other(format!("Fetching checksum for ref ((empty), {name}): {e}"))
                     })?
                 }
             },
@@ -641,7 +664,9 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     }
 
     if opts.require_static_deltas {
-        let has = summary.as_ref().is_some_and(|s| !s.deltas.is_empty() || s.indexed_deltas);
+        let has = summary
+            .as_ref()
+            .is_some_and(|s| !s.deltas.is_empty() || s.indexed_deltas);
         if !has {
             return Err(Error::not_found(
                 "Fetch configured to require static deltas, but no summary deltas or delta index found",
@@ -863,13 +888,17 @@ async fn pull_from_repo(
 }
 
 /// The refs a remote publishes: from its summary, else none (`ostree remote refs`).
-pub async fn remote_refs(repo: &Repo, remote_name: &str, opts: &PullOptions) -> Result<RemoteSummary> {
+pub async fn remote_refs(
+    repo: &Repo,
+    remote_name: &str,
+    opts: &PullOptions,
+) -> Result<RemoteSummary> {
     let (_, bytes) = remote_summary_bytes(repo, remote_name, opts).await?;
     match bytes {
         Some(b) => parse_summary(&b),
-        None => Err(Error::not_found(format!(
-            "Remote refs not available; server has no summary file"
-        ))),
+        None => Err(Error::not_found(
+            "Remote refs not available; server has no summary file",
+        )),
     }
 }
 
@@ -883,7 +912,8 @@ pub async fn remote_summary_bytes(
     let r = repo.remote(&opts.remotes_dir, remote_name).await?;
     let url = r.url()?;
     if url.starts_with("file://") {
-        let u = Url::parse(&url).map_err(|e| Error::invalid(format!("Invalid URL '{url}': {e}")))?;
+        let u =
+            Url::parse(&url).map_err(|e| Error::invalid(format!("Invalid URL '{url}': {e}")))?;
         let src = Repo::open_with(registry, &u, OpenOptions::default()).await?;
         return Ok((
             src.store().read_file("summary").await?,

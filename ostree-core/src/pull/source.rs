@@ -108,7 +108,10 @@ impl RemoteSource {
     ) -> Result<Option<(FetchStatus, Bytes, Option<String>)>> {
         let mut last: Option<Error> = None;
         for f in &mirrors.0 {
-            match self.get_one(f.as_ref(), path, max, if_none_match.clone()).await {
+            match self
+                .get_one(f.as_ref(), path, max, if_none_match.clone())
+                .await
+            {
                 Ok(v) => return Ok(v),
                 Err(e) => last = Some(e),
             }
@@ -173,7 +176,11 @@ impl RemoteSource {
             .await;
             match res {
                 Ok(Some((FetchStatus::Ok, _, etag))) => {
-                    return Ok(Some((FetchStatus::Ok, std::mem::take(&mut buf).freeze(), etag)));
+                    return Ok(Some((
+                        FetchStatus::Ok,
+                        std::mem::take(&mut buf).freeze(),
+                        etag,
+                    )));
                 }
                 Ok(other) => return Ok(other),
                 Err(e) if e.is_not_found() => return Ok(None),
@@ -211,7 +218,10 @@ impl ObjectSource for RemoteSource {
     async fn content(&self, csum: &Checksum) -> Result<ContentPayload> {
         let key = ObjectKey::new(*csum, ObjectType::File);
         let path = key.loose_path(true);
-        match self.get(&self.content, &path, MAX_CONTENT_SIZE, None).await? {
+        match self
+            .get(&self.content, &path, MAX_CONTENT_SIZE, None)
+            .await?
+        {
             Some((_, b, _)) => Ok(ContentPayload::Archived(b)),
             None => Err(Error::not_found(format!(
                 "Server returned HTTP 404 for {path}: object {csum}.file not found"
@@ -220,7 +230,10 @@ impl ObjectSource for RemoteSource {
     }
 
     async fn file(&self, path: &str, max: u64) -> Result<Option<Bytes>> {
-        Ok(self.get(&self.meta, path, max, None).await?.map(|(_, b, _)| b))
+        Ok(self
+            .get(&self.meta, path, max, None)
+            .await?
+            .map(|(_, b, _)| b))
     }
 
     fn is_local(&self) -> bool {

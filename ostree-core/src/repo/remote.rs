@@ -137,8 +137,9 @@ impl Remote {
 
     /// `url` (as `ostree_repo_remote_get_url`: an error naming the remote when absent).
     pub fn url(&self) -> Result<String> {
-        self.get("url")
-            .ok_or_else(|| Error::not_found(format!("No \"url\" option in remote \"{}\"", self.name)))
+        self.get("url").ok_or_else(|| {
+            Error::not_found(format!("No \"url\" option in remote \"{}\"", self.name))
+        })
     }
 
     /// The GPG keyring file name of this remote (`NAME.trustedkeys.gpg`).
@@ -151,7 +152,11 @@ fn remotes_of_keyfile(kf: &KeyFile, file: Option<&Path>, out: &mut Vec<Remote>) 
     let mut found = Vec::new();
     for g in kf.groups() {
         if let Some(name) = group_remote_name(g) {
-            if out.iter().chain(found.iter()).any(|r: &Remote| r.name == name) {
+            if out
+                .iter()
+                .chain(found.iter())
+                .any(|r: &Remote| r.name == name)
+            {
                 return Err(Error::Other(format!(
                     "Multiple specifications found for remote \"{name}\""
                 )));
@@ -229,9 +234,7 @@ impl Repo {
         let url = crate::registry::repo_url(&p)?;
         let parent = Box::pin(Repo::open(&url, crate::store::OpenOptions::default()))
             .await
-            .map_err(|e| {
-                Error::Other(format!("While checking parent repository '{p}': {e}"))
-            })?;
+            .map_err(|e| Error::Other(format!("While checking parent repository '{p}': {e}")))?;
         Ok(Some(parent))
     }
 
@@ -254,7 +257,11 @@ impl Repo {
     /// A remote by name, falling back to the parent repository's (`Remote "NAME" not found`
     /// when neither has it).
     pub async fn remote(&self, dir: &RemotesDir, name: &str) -> Result<Remote> {
-        if let Some(r) = self.remotes_local(dir)?.into_iter().find(|r| r.name == name) {
+        if let Some(r) = self
+            .remotes_local(dir)?
+            .into_iter()
+            .find(|r| r.name == name)
+        {
             return Ok(r);
         }
         if let Some(p) = self.parent_repo().await?
@@ -276,7 +283,10 @@ impl Repo {
         options: &[(String, RemoteValue)],
     ) -> Result<()> {
         validate_remote_name(name)?;
-        let existing = self.remotes_local(dir)?.into_iter().find(|r| r.name == name);
+        let existing = self
+            .remotes_local(dir)?
+            .into_iter()
+            .find(|r| r.name == name);
         let group = remote_group(name);
         let fill = |kf: &mut KeyFile| {
             if let Some(u) = url {
@@ -350,7 +360,9 @@ impl Repo {
                     return Err(Error::not_found(format!("Remote \"{name}\" not found")));
                 };
                 match &r.file {
-                    Some(f) => std::fs::remove_file(f).map_err(|e| Error::io_path("unlinkat", f, e))?,
+                    Some(f) => {
+                        std::fs::remove_file(f).map_err(|e| Error::io_path("unlinkat", f, e))?
+                    }
                     None => {
                         let mut cfg = self.config();
                         if cfg.keyfile.remove_group(&group) {
@@ -376,7 +388,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("remote"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("remote"),
         std::process::id()
     ));
     std::fs::write(&tmp, data).map_err(|e| Error::io_path("Writing", &tmp, e))?;
@@ -480,7 +494,11 @@ pub fn cookie_jar_line(domain: &str, path: &str, name: &str, value: &str, now: i
     let expires = add_years(now, 25);
     format!(
         "{domain}\t{}\t{path}\tFALSE\t{expires}\t{name}\t{value}\n",
-        if domain.starts_with('.') { "TRUE" } else { "FALSE" }
+        if domain.starts_with('.') {
+            "TRUE"
+        } else {
+            "FALSE"
+        }
     )
 }
 
