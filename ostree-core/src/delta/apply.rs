@@ -14,7 +14,9 @@ use futures::stream::FuturesUnordered;
 
 use super::bspatch;
 use super::format::{self, PartHeader, PartPayload, Superblock, op, read_varuint};
-use crate::objects::{Commit, DirMeta, DirTree, FileMeta, S_IFLNK, S_IFMT, S_IFREG, content_checksum};
+use crate::objects::{
+    Commit, DirMeta, DirTree, FileMeta, S_IFLNK, S_IFMT, S_IFREG, content_checksum,
+};
 use crate::repo::Repo;
 use crate::store::{ContentSource, ObjectWrite};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
@@ -90,7 +92,11 @@ fn file_meta(part: &PartPayload, mode_idx: u64, xattr_idx: u64) -> Result<FileMe
         .clone();
     match mode & S_IFMT {
         S_IFREG | S_IFLNK => {}
-        _ => return Err(Error::corrupted(format!("Invalid file mode {mode:o} in delta part"))),
+        _ => {
+            return Err(Error::corrupted(format!(
+                "Invalid file mode {mode:o} in delta part"
+            )));
+        }
     }
     Ok(FileMeta {
         uid,
@@ -188,9 +194,8 @@ pub(crate) fn execute(
     while pos < ops.len() {
         let opcode = ops[pos];
         pos += 1;
-        let prefix = |e: Error, name: &str| -> Error {
-            Error::corrupted(format!("opcode {name}: {e}"))
-        };
+        let prefix =
+            |e: Error, name: &str| -> Error { Error::corrupted(format!("opcode {name}: {e}")) };
         match opcode {
             op::OPEN_SPLICE_AND_CLOSE => {
                 let r: Result<()> = (|| {
@@ -241,7 +246,8 @@ pub(crate) fn execute(
                     let cap = if skip {
                         0
                     } else {
-                        size.min(64 * 1024 * 1024).min(payload.len() as u64 + (1 << 20)) as usize
+                        size.min(64 * 1024 * 1024)
+                            .min(payload.len() as u64 + (1 << 20)) as usize
                     };
                     open = Some(Open {
                         idx: index,
@@ -313,7 +319,9 @@ pub(crate) fn execute(
             }
             op::CLOSE => {
                 let r: Result<()> = (|| {
-                    let o = open.take().ok_or_else(|| Error::corrupted("no object open"))?;
+                    let o = open
+                        .take()
+                        .ok_or_else(|| Error::corrupted("no object open"))?;
                     source = Src::Unset;
                     if !o.skip {
                         if o.buf.len() as u64 != o.size {
@@ -373,7 +381,9 @@ pub(crate) fn execute(
         }
     }
     if open.is_some() {
-        return Err(Error::corrupted("Delta part ends with an object still open"));
+        return Err(Error::corrupted(
+            "Delta part ends with an object still open",
+        ));
     }
     Ok(stats)
 }
@@ -441,9 +451,12 @@ impl PartEnv for StoreEnv {
         })?;
         let mut buf = Vec::with_capacity(content.size.min(256 * 1024 * 1024) as usize);
         let mut r = content.body.into_reader();
-        std::io::Read::read_to_end(&mut r, &mut buf).map_err(|e| Error::io(format!("reading object {csum}"), e))?;
+        std::io::Read::read_to_end(&mut r, &mut buf)
+            .map_err(|e| Error::io(format!("reading object {csum}"), e))?;
         if buf.len() as u64 != content.size {
-            return Err(Error::corrupted(format!("object {csum} has the wrong size")));
+            return Err(Error::corrupted(format!(
+                "object {csum} has the wrong size"
+            )));
         }
         let b = Bytes::from(buf);
         self.sources.clear();
@@ -457,8 +470,11 @@ async fn read_local(path: &Path, limit: u64) -> Result<Vec<u8>> {
     tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&p).map_err(|e| Error::io_path("open", &p, e))?;
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, limit.saturating_add(1)), &mut buf)
-            .map_err(|e| Error::io_path("read", &p, e))?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(f, limit.saturating_add(1)),
+            &mut buf,
+        )
+        .map_err(|e| Error::io_path("read", &p, e))?;
         if buf.len() as u64 > limit {
             return Err(Error::corrupted(format!("{} is too large", p.display())));
         }
@@ -490,15 +506,25 @@ impl Repo {
                 } else {
                     let dir = path
                         .parent()
-                        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                        .map(|p| {
+                            if p.as_os_str().is_empty() {
+                                Path::new(".")
+                            } else {
+                                p
+                            }
+                        })
                         .unwrap_or(Path::new("."))
                         .to_path_buf();
                     (dir, path.clone())
                 };
-                let data = read_local(&file, format::MAX_SUPERBLOCK_SIZE).await.map_err(|e| match e {
-                    Error::Io { source, .. } => Error::io(format!("openat({})", file.display()), source),
-                    e => e,
-                })?;
+                let data = read_local(&file, format::MAX_SUPERBLOCK_SIZE)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Io { source, .. } => {
+                            Error::io(format!("openat({})", file.display()), source)
+                        }
+                        e => e,
+                    })?;
                 Ok((Superblock::parse(&data)?, Some(dir)))
             }
         }
@@ -550,7 +576,11 @@ impl Repo {
         }
         let h2 = header.clone();
         let part = tokio::task::spawn_blocking(move || {
-            format::open_part(&raw, verify_checksum.then_some(&h2), format::part_size_limit(&h2))
+            format::open_part(
+                &raw,
+                verify_checksum.then_some(&h2),
+                format::part_size_limit(&h2),
+            )
         })
         .await
         .map_err(|e| Error::Other(format!("delta part: {e}")))??;
@@ -612,7 +642,9 @@ impl Repo {
         let sb = Arc::new(sb);
         let to = sb.to;
         if let Some(from) = sb.from
-            && !self.has_object(&ObjectKey::new(from, ObjectType::Commit)).await?
+            && !self
+                .has_object(&ObjectKey::new(from, ObjectType::Commit))
+                .await?
         {
             return Err(Error::not_found(format!(
                 "Commit {from}, which is the delta source, is not in repository"
@@ -636,7 +668,10 @@ impl Repo {
         }
         report.fallbacks = fb_keys;
         let jobs = if opts.jobs == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(4)
         } else {
             opts.jobs
         };

@@ -39,7 +39,11 @@ pub fn patch(old: &[u8], patch: &[u8], new_size: u64) -> Result<Vec<u8>> {
             .get(pp..pp + 24)
             .ok_or_else(|| bad("truncated control block"))?;
         pp += 24;
-        let (c0, c1, c2) = (offtin(&ctrl[0..8]), offtin(&ctrl[8..16]), offtin(&ctrl[16..24]));
+        let (c0, c1, c2) = (
+            offtin(&ctrl[0..8]),
+            offtin(&ctrl[8..16]),
+            offtin(&ctrl[16..24]),
+        );
         if c0 < 0 || c0 > i32::MAX as i64 || c1 < 0 || c1 > i32::MAX as i64 {
             return Err(bad("invalid control lengths"));
         }
@@ -63,7 +67,9 @@ pub fn patch(old: &[u8], patch: &[u8], new_size: u64) -> Result<Vec<u8>> {
             }
         }
         newpos += c0u;
-        oldpos = oldpos.checked_add(c0).ok_or_else(|| bad("position overflow"))?;
+        oldpos = oldpos
+            .checked_add(c0)
+            .ok_or_else(|| bad("position overflow"))?;
         if newpos + c1u > new_size {
             return Err(bad("extra block exceeds the output"));
         }
@@ -73,7 +79,9 @@ pub fn patch(old: &[u8], patch: &[u8], new_size: u64) -> Result<Vec<u8>> {
         pp += c1u;
         new[newpos..newpos + c1u].copy_from_slice(extra);
         newpos += c1u;
-        oldpos = oldpos.checked_add(c2).ok_or_else(|| bad("position overflow"))?;
+        oldpos = oldpos
+            .checked_add(c2)
+            .ok_or_else(|| bad("position overflow"))?;
     }
     Ok(new)
 }
@@ -81,7 +89,8 @@ pub fn patch(old: &[u8], patch: &[u8], new_size: u64) -> Result<Vec<u8>> {
 /// Generate a patch from `old` to `new` (the stream ostree writes).
 pub fn diff(old: &[u8], new: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    bsdiff::diff(old, new, &mut out).map_err(|e| Error::Other(format!("bsdiff generation failed: {e}")))?;
+    bsdiff::diff(old, new, &mut out)
+        .map_err(|e| Error::Other(format!("bsdiff generation failed: {e}")))?;
     Ok(out)
 }
 
@@ -111,7 +120,10 @@ mod tests {
         // Wrong sizes and truncations are errors.
         assert!(patch(&old, &p, new.len() as u64 + 1).is_err());
         for cut in [0, 1, 23, 24, 25, p.len() / 2, p.len() - 1] {
-            assert!(patch(&old, &p[..cut], new.len() as u64).is_err(), "cut {cut}");
+            assert!(
+                patch(&old, &p[..cut], new.len() as u64).is_err(),
+                "cut {cut}"
+            );
         }
         // Hostile controls: huge lengths, huge seeks.
         let mut h = vec![0u8; 24];

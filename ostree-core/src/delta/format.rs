@@ -357,14 +357,25 @@ impl Superblock {
         let bad = |what: &str| Error::corrupted(format!("Invalid static delta superblock: {what}"));
         let f = v.as_tuple().ok_or_else(|| bad("not a tuple"))?;
         let metadata = Metadata::from_variant(f.first().ok_or_else(|| bad("metadata"))?)?;
-        let timestamp = u64::from_be(f.get(1).and_then(Variant::as_u64).ok_or_else(|| bad("timestamp"))?);
-        let from_b = f.get(2).and_then(Variant::as_bytes).ok_or_else(|| bad("from"))?;
+        let timestamp = u64::from_be(
+            f.get(1)
+                .and_then(Variant::as_u64)
+                .ok_or_else(|| bad("timestamp"))?,
+        );
+        let from_b = f
+            .get(2)
+            .and_then(Variant::as_bytes)
+            .ok_or_else(|| bad("from"))?;
         let from = if from_b.is_empty() {
             None
         } else {
             Some(Checksum::from_bytes(from_b)?)
         };
-        let to = Checksum::from_bytes(f.get(3).and_then(Variant::as_bytes).ok_or_else(|| bad("to"))?)?;
+        let to = Checksum::from_bytes(
+            f.get(3)
+                .and_then(Variant::as_bytes)
+                .ok_or_else(|| bad("to"))?,
+        )?;
         let commit = Bytes::from(f.get(4).ok_or_else(|| bad("commit"))?.to_bytes());
         let dependents = f
             .get(5)
@@ -372,30 +383,69 @@ impl Superblock {
             .ok_or_else(|| bad("dependents"))?
             .to_vec();
         let mut raw_parts = Vec::new();
-        for h in f.get(6).and_then(Variant::as_array).ok_or_else(|| bad("part headers"))? {
+        for h in f
+            .get(6)
+            .and_then(Variant::as_array)
+            .ok_or_else(|| bad("part headers"))?
+        {
             let t = h.as_tuple().ok_or_else(|| bad("part header"))?;
-            let version = t.first().and_then(Variant::as_u32).ok_or_else(|| bad("part header"))?;
-            let csum = t.get(1).and_then(Variant::as_bytes).ok_or_else(|| bad("part header"))?;
-            let size = t.get(2).and_then(Variant::as_u64).ok_or_else(|| bad("part header"))?;
-            let usize = t.get(3).and_then(Variant::as_u64).ok_or_else(|| bad("part header"))?;
-            let objs = t.get(4).and_then(Variant::as_bytes).ok_or_else(|| bad("part header"))?;
-            raw_parts.push((version, csum.to_vec(), size, usize, objects_from_bytes(objs)?));
+            let version = t
+                .first()
+                .and_then(Variant::as_u32)
+                .ok_or_else(|| bad("part header"))?;
+            let csum = t
+                .get(1)
+                .and_then(Variant::as_bytes)
+                .ok_or_else(|| bad("part header"))?;
+            let size = t
+                .get(2)
+                .and_then(Variant::as_u64)
+                .ok_or_else(|| bad("part header"))?;
+            let usize = t
+                .get(3)
+                .and_then(Variant::as_u64)
+                .ok_or_else(|| bad("part header"))?;
+            let objs = t
+                .get(4)
+                .and_then(Variant::as_bytes)
+                .ok_or_else(|| bad("part header"))?;
+            raw_parts.push((
+                version,
+                csum.to_vec(),
+                size,
+                usize,
+                objects_from_bytes(objs)?,
+            ));
         }
         let mut raw_fallbacks = Vec::new();
-        for e in f.get(7).and_then(Variant::as_array).ok_or_else(|| bad("fallbacks"))? {
+        for e in f
+            .get(7)
+            .and_then(Variant::as_array)
+            .ok_or_else(|| bad("fallbacks"))?
+        {
             let t = e.as_tuple().ok_or_else(|| bad("fallback"))?;
             let ty = match t.first() {
                 Some(Variant::Byte(b)) => ObjectType::from_u8(*b)?,
                 _ => return Err(bad("fallback")),
             };
-            let c = t.get(1).and_then(Variant::as_bytes).ok_or_else(|| bad("fallback"))?;
-            let size = t.get(2).and_then(Variant::as_u64).ok_or_else(|| bad("fallback"))?;
-            let usize = t.get(3).and_then(Variant::as_u64).ok_or_else(|| bad("fallback"))?;
+            let c = t
+                .get(1)
+                .and_then(Variant::as_bytes)
+                .ok_or_else(|| bad("fallback"))?;
+            let size = t
+                .get(2)
+                .and_then(Variant::as_u64)
+                .ok_or_else(|| bad("fallback"))?;
+            let usize = t
+                .get(3)
+                .and_then(Variant::as_u64)
+                .ok_or_else(|| bad("fallback"))?;
             raw_fallbacks.push((ObjectKey::new(Checksum::from_bytes(c)?, ty), size, usize));
         }
 
         let endianness = detect_endianness(&metadata, &raw_parts);
-        let swap = matches!(endianness, EndiannessInfo::Known { endianness: e, .. } if e.needs_swap());
+        let swap =
+            matches!(endianness, EndiannessInfo::Known { endianness: e, .. } if e.needs_swap());
         let s64 = |v: u64| if swap { v.swap_bytes() } else { v };
         let s32 = |v: u32| if swap { v.swap_bytes() } else { v };
         let mut parts = Vec::with_capacity(raw_parts.len());
@@ -492,7 +542,9 @@ impl Superblock {
     pub fn inline_part(&self, i: usize) -> Option<Vec<u8>> {
         let key = self.name().part_path(i);
         match self.metadata.get(&key)? {
-            v @ Variant::Tuple(t) if matches!(t.as_slice(), [Variant::Byte(_), Variant::Bytes(_)]) => {
+            v @ Variant::Tuple(t)
+                if matches!(t.as_slice(), [Variant::Byte(_), Variant::Bytes(_)]) =>
+            {
                 Some(v.to_bytes())
             }
             _ => None,
@@ -580,7 +632,8 @@ fn read_off(data: &[u8], at: usize, w: usize) -> Result<usize> {
         .ok_or_else(|| Error::corrupted("Invalid delta part framing"))?;
     let mut b = [0u8; 8];
     b[..w].copy_from_slice(s);
-    usize::try_from(u64::from_le_bytes(b)).map_err(|_| Error::corrupted("Invalid delta part framing"))
+    usize::try_from(u64::from_le_bytes(b))
+        .map_err(|_| Error::corrupted("Invalid delta part framing"))
 }
 
 fn xattrs_from_variant(v: &Variant) -> Result<Xattrs> {
@@ -595,7 +648,9 @@ fn xattrs_from_variant(v: &Variant) -> Result<Xattrs> {
             return Err(bad());
         };
         match k.split_last() {
-            Some((0, n)) if !n.is_empty() && !n.contains(&0) => out.push((n.to_vec(), val.to_vec())),
+            Some((0, n)) if !n.is_empty() && !n.contains(&0) => {
+                out.push((n.to_vec(), val.to_vec()))
+            }
             _ => return Err(bad()),
         }
     }
@@ -637,7 +692,12 @@ impl PartPayload {
         let mut modes = Vec::new();
         for m in modes_v.as_array().ok_or_else(bad)? {
             let t = m.as_tuple().ok_or_else(bad)?;
-            let u = |i: usize| t.get(i).and_then(Variant::as_u32).map(u32::from_be).ok_or_else(bad);
+            let u = |i: usize| {
+                t.get(i)
+                    .and_then(Variant::as_u32)
+                    .map(u32::from_be)
+                    .ok_or_else(bad)
+            };
             modes.push((u(0)?, u(1)?, u(2)?));
         }
         let mut xattrs = Vec::new();
@@ -671,7 +731,12 @@ impl PartPayload {
             stype("a(ayay)"),
             self.xattrs.iter().map(xattrs_to_variant).collect(),
         );
-        serialize_part(&modes.to_bytes(), &xattrs.to_bytes(), &self.payload, &self.ops)
+        serialize_part(
+            &modes.to_bytes(),
+            &xattrs.to_bytes(),
+            &self.payload,
+            &self.ops,
+        )
     }
 }
 
@@ -774,7 +839,9 @@ pub fn open_part(raw: &[u8], expected: Option<&PartHeader>, limit: u64) -> Resul
     let data = match comptype {
         COMPRESSION_NONE => {
             if body.len() as u64 > limit {
-                return Err(Error::corrupted("Static delta part larger than its declared size"));
+                return Err(Error::corrupted(
+                    "Static delta part larger than its declared size",
+                ));
             }
             Bytes::copy_from_slice(body)
         }
@@ -814,8 +881,9 @@ pub fn xz_compress_into<W: Write>(
     }
     let mut filters = liblzma::stream::Filters::new();
     filters.lzma2(&opts);
-    let stream = liblzma::stream::Stream::new_stream_encoder(&filters, liblzma::stream::Check::Crc64)
-        .map_err(|e| Error::Other(format!("lzma: {e}")))?;
+    let stream =
+        liblzma::stream::Stream::new_stream_encoder(&filters, liblzma::stream::Check::Crc64)
+            .map_err(|e| Error::Other(format!("lzma: {e}")))?;
     Ok(liblzma::write::XzEncoder::new_stream(out, stream))
 }
 
@@ -838,8 +906,9 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let to = Checksum::from_hex("dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f")
-            .unwrap();
+        let to =
+            Checksum::from_hex("dfb97ca9045a174f305732db51608e8827f4b98082d511732bb3f33d94ef783f")
+                .unwrap();
         let n = DeltaName { from: None, to };
         assert_eq!(
             n.superblock_path(),
@@ -848,11 +917,17 @@ mod tests {
         assert_eq!(DeltaName::parse(&n.to_string()).unwrap(), n);
         let dir = n.dir();
         let comps: Vec<&str> = dir.split('/').collect();
-        assert_eq!(DeltaName::from_dir_components(comps[1], comps[2]).unwrap(), n);
+        assert_eq!(
+            DeltaName::from_dir_components(comps[1], comps[2]).unwrap(),
+            n
+        );
         let m = DeltaName { from: Some(to), to };
         let dir = m.dir();
         let comps: Vec<&str> = dir.split('/').collect();
-        assert_eq!(DeltaName::from_dir_components(comps[1], comps[2]).unwrap(), m);
+        assert_eq!(
+            DeltaName::from_dir_components(comps[1], comps[2]).unwrap(),
+            m
+        );
         assert_eq!(
             DeltaName::parse("GARBAGE").unwrap_err().to_string(),
             "Invalid rev GARBAGE"
@@ -878,7 +953,10 @@ mod tests {
         assert_eq!(q.payload, p.payload);
         assert_eq!(q.ops, p.ops);
         let mut streamed = Vec::new();
-        let xv = Variant::Array(stype("a(ayay)"), p.xattrs.iter().map(xattrs_to_variant).collect());
+        let xv = Variant::Array(
+            stype("a(ayay)"),
+            p.xattrs.iter().map(xattrs_to_variant).collect(),
+        );
         let mv = Variant::Array(
             stype("(uuu)"),
             vec![Variant::Tuple(vec![
@@ -887,7 +965,14 @@ mod tests {
                 Variant::U32(0o100644u32.to_be()),
             ])],
         );
-        write_part(&mut streamed, &mv.to_bytes(), &xv.to_bytes(), b"hello", &p.ops).unwrap();
+        write_part(
+            &mut streamed,
+            &mv.to_bytes(),
+            &xv.to_bytes(),
+            b"hello",
+            &p.ops,
+        )
+        .unwrap();
         assert_eq!(streamed, b);
     }
 }

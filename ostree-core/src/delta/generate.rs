@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::format::{
@@ -160,13 +160,15 @@ async fn walk_commit(repo: &Repo, commit: &Checksum) -> Result<CommitObjects> {
     // Load dirtrees a level at a time, concurrently.
     while !queue.is_empty() {
         let level: Vec<Checksum> = queue.drain(..).filter(|t| seen_trees.insert(*t)).collect();
-        let trees: Vec<Result<(Checksum, crate::objects::DirTree)>> =
-            futures::stream::iter(level.iter().map(|t| async move {
-                Ok((*t, repo.load_dirtree(t).await?))
-            }))
-            .buffered(32)
-            .collect()
-            .await;
+        let trees: Vec<Result<(Checksum, crate::objects::DirTree)>> = futures::stream::iter(
+            level.into_iter().map(|t| {
+                let repo = repo.clone();
+                async move { Ok((t, repo.load_dirtree(&t).await?)) }.boxed()
+            }),
+        )
+        .buffered(32)
+        .collect()
+        .await;
         for r in trees {
             let (t, dt) = r?;
             add_meta(&mut out, ObjectKey::new(t, ObjectType::DirTree));
@@ -189,13 +191,15 @@ async fn walk_commit(repo: &Repo, commit: &Checksum) -> Result<CommitObjects> {
 }
 
 async fn load_metas(repo: &Repo, csums: &[Checksum]) -> Result<HashMap<Checksum, (FileMeta, u64)>> {
-    let res: Vec<Result<(Checksum, (FileMeta, u64))>> =
-        futures::stream::iter(csums.iter().map(|c| async move {
-            Ok((*c, repo.load_file_meta(c).await?))
-        }))
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let res: Vec<Result<(Checksum, (FileMeta, u64))>> = futures::stream::iter(
+        csums.to_vec().into_iter().map(|c| {
+            let repo = repo.clone();
+            async move { Ok((c, repo.load_file_meta(&c).await?)) }.boxed()
+        }),
+    )
+    .buffer_unordered(32)
+    .collect()
+    .await;
     res.into_iter().collect()
 }
 
@@ -599,7 +603,7 @@ pub fn glib_format_size(n: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    format!("{v:.1} {}", units[i])
+    format!("{v:.1}\u{a0}{}", units[i])
 }
 
 struct Ctx {
@@ -610,7 +614,13 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn permits(&self, mem_bytes: u64) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit)> {
+    async fn permits(
+        &self,
+        mem_bytes: u64,
+    ) -> Result<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
         let mb = ((mem_bytes >> 20) as u32).clamp(1, self.mem_total_mb);
         let m = self
             .mem
@@ -642,7 +652,11 @@ async fn prepare(ctx: Arc<Ctx>, plan: Plan) -> Result<Prepared> {
         Plan::Whole(c) => {
             let (meta, data) = read_content(repo, &c).await?;
             // ostree counts the header's size: 0 for symlinks.
-            let usize = if meta.is_symlink() { 0 } else { data.len() as u64 };
+            let usize = if meta.is_symlink() {
+                0
+            } else {
+                data.len() as u64
+            };
             Ok(Prepared {
                 key: ObjectKey::new(c, ObjectType::File),
                 usize,
@@ -779,7 +793,8 @@ impl Repo {
         log(format!("modified: {}", modified.len()));
         log(format!(
             "new reachable: metadata={} content regular={} symlink={}",
-            new_meta.len(),
+            // ostree counts the target commit too (it is embedded in the superblock)
+            new_meta.len() + 1,
             new_regular.len(),
             new_symlinks.len()
         ));
@@ -801,10 +816,9 @@ impl Repo {
 
         // 3. rollsum / bsdiff decisions (rollsum tries in parallel)
         let tries: Vec<Result<(Checksum, Checksum, Option<rollsum::Matches>, bool)>> =
-            futures::stream::iter(modified.iter().map(|(to, from)| {
+            futures::stream::iter(modified.clone().into_iter().map(|(to, from)| {
                 let ctx = ctx.clone();
-                let from_meta = from_metas.get(from).map(|m| m.0.mode).unwrap_or(0);
-                let (to, from) = (*to, *from);
+                let from_meta = from_metas.get(&from).map(|m| m.0.mode).unwrap_or(0);
                 async move {
                     if from_meta & 0o004 == 0 {
                         return Ok((to, from, None, false));
@@ -820,6 +834,7 @@ impl Repo {
                     .map_err(|e| Error::Other(format!("rollsum: {e}")))?;
                     Ok((to, from, Some(m), true))
                 }
+                .boxed()
             }))
             .buffered(jobs.max(1) * 2)
             .collect()
@@ -910,7 +925,10 @@ impl Repo {
                 .map(|(to, from, matches)| Plan::Rollsum { to, from, matches }),
         );
         let first_bsdiff = plans.len();
-        plans.extend(bsdiffs.iter().map(|(to, from)| Plan::Bsdiff { to: *to, from: *from }));
+        plans.extend(bsdiffs.iter().map(|(to, from)| Plan::Bsdiff {
+            to: *to,
+            from: *from,
+        }));
         plans.extend(whole.iter().map(|c| Plan::Whole(*c)));
         plans.extend(symlinks.iter().map(|c| Plan::Whole(*c)));
         let n_plans = plans.len();
@@ -933,6 +951,7 @@ impl Repo {
                 }
                 prepare(ctx, p).await
             }
+            .boxed()
         }))
         .buffered(jobs.max(1) + 2);
 
@@ -986,7 +1005,11 @@ impl Repo {
                         })
                         .await
                         .map_err(|e| Error::Other(format!("writing part: {e}")))?,
-                        None => store.write_file(&name.part_path(idx), Bytes::from(file)).await,
+                        None => {
+                            store
+                                .write_file(&name.part_path(idx), Bytes::from(file))
+                                .await
+                        }
                     }
                 })
             };
@@ -1089,11 +1112,14 @@ impl Repo {
         };
         let bytes = sb.to_bytes(opts.endianness);
         let superblock_size = bytes.len() as u64;
+        // ostree counts the stored size of the objects copied whole (not rollsum/bsdiff ones).
         let mut loose = 0u64;
-        for k in new_meta.iter().map(|k| *k).chain(new_content.iter().map(|c| ObjectKey::new(*c, ObjectType::File))) {
-            if fallbacks.contains(&k.checksum) {
-                continue;
-            }
+        for k in new_meta.iter().copied().chain(
+            whole
+                .iter()
+                .chain(symlinks.iter())
+                .map(|c| ObjectKey::new(*c, ObjectType::File)),
+        ) {
             loose += self.object_storage_size(&k).await.unwrap_or(0);
         }
         log(format!(
@@ -1176,8 +1202,8 @@ mod tests {
     fn format_sizes() {
         assert_eq!(glib_format_size(0), "0 bytes");
         assert_eq!(glib_format_size(1), "1 byte");
-        assert_eq!(glib_format_size(1234), "1.2 kB");
-        assert_eq!(glib_format_size(12_345_678), "12.3 MB");
+        assert_eq!(glib_format_size(1234), "1.2\u{a0}kB");
+        assert_eq!(glib_format_size(12_345_678), "12.3\u{a0}MB");
     }
 
     #[test]
@@ -1186,12 +1212,28 @@ mod tests {
         let (a, b, c) = (n("libfoo.so.1"), n("libfoo.so.2"), n("x.xz"));
         let cs = |i: u8| Checksum([i; 32]);
         let from = vec![
-            SizeName { csum: cs(1), size: 100, names: &a },
-            SizeName { csum: cs(3), size: 100, names: &c },
+            SizeName {
+                csum: cs(1),
+                size: 100,
+                names: &a,
+            },
+            SizeName {
+                csum: cs(3),
+                size: 100,
+                names: &c,
+            },
         ];
         let to = vec![
-            SizeName { csum: cs(2), size: 120, names: &b },
-            SizeName { csum: cs(4), size: 100, names: &c },
+            SizeName {
+                csum: cs(2),
+                size: 120,
+                names: &b,
+            },
+            SizeName {
+                csum: cs(4),
+                size: 100,
+                names: &c,
+            },
         ];
         assert_eq!(similar_objects(&from, &to), vec![(cs(2), cs(1))]);
     }

@@ -93,7 +93,11 @@ impl Repo {
 
     /// Whether a delta's superblock exists.
     pub async fn static_delta_exists(&self, name: &DeltaName) -> Result<bool> {
-        Ok(self.store().read_file(&name.superblock_path()).await?.is_some())
+        Ok(self
+            .store()
+            .read_file(&name.superblock_path())
+            .await?
+            .is_some())
     }
 
     /// Delete a delta (`ostree static-delta delete`): every file of its directory.
@@ -187,9 +191,10 @@ impl Repo {
             let r: Result<PartInfo> = async {
                 let raw = self.read_static_delta_part(sb, dir, i).await?;
                 let limit = format::part_size_limit(h);
-                let part = tokio::task::spawn_blocking(move || format::open_part(&raw, None, limit))
-                    .await
-                    .map_err(|e| Error::Other(format!("delta part: {e}")))??;
+                let part =
+                    tokio::task::spawn_blocking(move || format::open_part(&raw, None, limit))
+                        .await
+                        .map_err(|e| Error::Other(format!("delta part: {e}")))??;
                 struct NoEnv;
                 impl apply::PartEnv for NoEnv {
                     fn have(&mut self, _: usize) -> bool {

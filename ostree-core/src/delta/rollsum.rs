@@ -21,9 +21,9 @@ fn find_ofs(buf: &[u8]) -> usize {
     for (count, &ch) in buf.iter().enumerate() {
         let drop = window[wofs];
         s1 = s1.wrapping_add(u32::from(ch)).wrapping_sub(u32::from(drop));
-        s2 = s2.wrapping_add(s1).wrapping_sub(
-            (WINDOW_SIZE as u32).wrapping_mul(u32::from(drop) + CHAR_OFFSET),
-        );
+        s2 = s2
+            .wrapping_add(s1)
+            .wrapping_sub((WINDOW_SIZE as u32).wrapping_mul(u32::from(drop) + CHAR_OFFSET));
         window[wofs] = ch;
         wofs = (wofs + 1) % WINDOW_SIZE;
         if s2 & (BLOB_SIZE - 1) == (BLOB_SIZE - 1) {
