@@ -19,6 +19,7 @@ pub mod bins;
 pub mod fixtures;
 pub mod fsutil;
 pub mod hostile;
+pub mod httpd;
 pub mod tree;
 
 /// The four repository modes, in the order tests iterate them.

@@ -123,7 +123,8 @@ impl HttpFetcher {
 }
 
 fn classify(url: &str, e: reqwest::Error) -> Error {
-    let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
+    let retryable =
+        e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
     transport_error(PLUGIN_NAME, url, e, retryable)
 }
 

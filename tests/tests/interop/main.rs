@@ -8,6 +8,7 @@ mod cli;
 mod corrupt;
 mod hostile;
 mod kill;
+mod pull;
 mod rich;
 mod vectors;
 
