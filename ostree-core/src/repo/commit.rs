@@ -60,7 +60,18 @@ pub struct CommitModifier {
     pub filter: Option<CommitFilter>,
     /// Progress sink.
     pub progress: Option<Arc<dyn Progress>>,
+    /// (device, inode) → checksum of the repository's content objects
+    /// ([`Repo::scan_hardlinks`], `--link-checkout-speedup`): files of a hardlinked checkout
+    /// are recognised without reading them when their metadata is unchanged.
+    pub devino_cache: Option<Arc<DevinoCache>>,
+    /// Trust a devino hit even if the file's metadata changed (`--devino-canonical`).
+    pub devino_canonical: bool,
+    /// Delete the input directory's content once it is committed (`--consume`).
+    pub consume: bool,
 }
+
+/// (device, inode) of content objects in a local repository → their checksums.
+pub type DevinoCache = HashMap<(u64, u64), Checksum>;
 
 impl std::fmt::Debug for CommitModifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +79,9 @@ impl std::fmt::Debug for CommitModifier {
             .field("canonical_permissions", &self.canonical_permissions)
             .field("skip_xattrs", &self.skip_xattrs)
             .field("filter", &self.filter.is_some())
+            .field("devino_cache", &self.devino_cache.as_ref().map(|c| c.len()))
+            .field("devino_canonical", &self.devino_canonical)
+            .field("consume", &self.consume)
             .finish()
     }
 }
@@ -85,6 +99,206 @@ pub struct CommitStats {
     pub content_objects_written: u64,
     /// Bytes of content newly stored (uncompressed).
     pub content_bytes_written: u64,
+    /// Files recognised through the devino cache (`Content Cache Hits`).
+    pub devino_cache_hits: u64,
+    /// When set (`--generate-sizes` in an archive repository), the size of every content,
+    /// dirtree and dirmeta object written, for the commit's `ostree.sizes` metadata.
+    pub sizes: Option<BTreeMap<Checksum, SizeEntry>>,
+}
+
+/// One object's sizes for `ostree.sizes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeEntry {
+    /// Object type (file, dirtree or dirmeta).
+    pub objtype: ObjectType,
+    /// Size unpacked (content length, symlink target length, metadata length).
+    pub unpacked: u64,
+    /// Size as stored in the archive repository.
+    pub archived: u64,
+}
+
+fn write_varuint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The `ostree.sizes` metadata value (`aay`, sorted by checksum): per object its checksum,
+/// varint archived size, varint unpacked size and object type byte.
+pub fn sizes_metadata(sizes: &BTreeMap<Checksum, SizeEntry>) -> crate::gvariant::Variant {
+    use crate::gvariant::Variant;
+    let items = sizes
+        .iter()
+        .map(|(c, e)| {
+            let mut b = c.as_bytes().to_vec();
+            write_varuint(&mut b, e.archived);
+            write_varuint(&mut b, e.unpacked);
+            b.push(e.objtype as u8);
+            Variant::Bytes(b)
+        })
+        .collect();
+    Variant::Array(
+        crate::gvariant::VariantType::Array(Box::new(crate::gvariant::VariantType::Byte)),
+        items,
+    )
+}
+
+/// Size of an object as stored (the `.filez` length in archive repositories).
+pub(crate) async fn stored_size(
+    store: &dyn crate::store::ObjectStore,
+    key: &ObjectKey,
+) -> Result<u64> {
+    if let Some(p) = store.local_path(key)
+        && let Ok(md) = std::fs::symlink_metadata(&p)
+    {
+        return Ok(md.len());
+    }
+    Ok(store.get_raw(key).await?.len() as u64)
+}
+
+/// `g_str_hash` (djb2 over signed chars).
+fn g_str_hash(s: &str) -> u32 {
+    let mut h: u32 = 5381;
+    for &b in s.as_bytes() {
+        h = h
+            .wrapping_shl(5)
+            .wrapping_add(h)
+            .wrapping_add(b as i8 as i32 as u32);
+    }
+    h
+}
+
+/// The order in which a GLib `GHashTable` keyed by strings (`g_str_hash`, GLib 2.74) iterates
+/// keys inserted in the given order (repeated keys keep their first slot). Returns indices
+/// into the input of the first occurrences. ostree builds some `a{sv}` (e.g. `--bootable`
+/// commit metadata through a `GVariantDict`) and processes some lists in this order, and the
+/// bytes (so checksums) follow it.
+pub fn glib_hash_order<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
+    const PRIMES: [u32; 32] = [
+        1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+        262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859,
+        134217689, 268435399, 536870909, 1073741789, 2147483647,
+    ];
+    struct Table {
+        size: usize,
+        modulo: u32,
+        mask: usize,
+        nnodes: usize,
+        noccupied: usize,
+        hashes: Vec<u32>,
+        slots: Vec<usize>,
+    }
+    impl Table {
+        fn set_shift(&mut self, shift: usize) {
+            self.size = 1 << shift;
+            self.modulo = PRIMES[shift.min(31)];
+            self.mask = self.size - 1;
+        }
+        fn index(&self, hash: u32) -> usize {
+            (hash.wrapping_mul(11) % self.modulo) as usize
+        }
+        fn resize(&mut self) {
+            let old_size = self.size;
+            let want = (self.nnodes as f64 * 1.333) as usize;
+            let mut shift = 0;
+            let mut n = want;
+            while n != 0 {
+                n >>= 1;
+                shift += 1;
+            }
+            self.set_shift(shift.max(3));
+            if self.size > old_size {
+                self.hashes.resize(self.size, 0);
+                self.slots.resize(self.size, usize::MAX);
+            }
+            let mut done = vec![false; self.size.max(old_size)];
+            for i in 0..old_size {
+                let h = self.hashes[i];
+                if h < 2 {
+                    self.hashes[i] = 0;
+                    continue;
+                }
+                if done[i] {
+                    continue;
+                }
+                self.hashes[i] = 0;
+                let mut node_hash = h;
+                let mut key = self.slots[i];
+                loop {
+                    let mut idx = self.index(node_hash);
+                    let mut step = 0;
+                    while done[idx] {
+                        step += 1;
+                        idx = (idx + step) & self.mask;
+                    }
+                    done[idx] = true;
+                    let replaced = self.hashes[idx];
+                    self.hashes[idx] = node_hash;
+                    let replaced_key = std::mem::replace(&mut self.slots[idx], key);
+                    if replaced < 2 {
+                        break;
+                    }
+                    node_hash = replaced;
+                    key = replaced_key;
+                }
+            }
+            if self.size < old_size {
+                self.hashes.truncate(self.size);
+                self.slots.truncate(self.size);
+            }
+            self.noccupied = self.nnodes;
+        }
+    }
+    let mut t = Table {
+        size: 0,
+        modulo: 0,
+        mask: 0,
+        nnodes: 0,
+        noccupied: 0,
+        hashes: Vec::new(),
+        slots: Vec::new(),
+    };
+    t.set_shift(3);
+    t.hashes = vec![0; t.size];
+    t.slots = vec![usize::MAX; t.size];
+    let keys: Vec<&str> = keys.into_iter().collect();
+    for (ki, k) in keys.iter().enumerate() {
+        let mut hash = g_str_hash(k);
+        if hash < 2 {
+            hash = 2;
+        }
+        let mut idx = t.index(hash);
+        let mut step = 0;
+        let mut exists = false;
+        while t.hashes[idx] != 0 {
+            if t.hashes[idx] == hash && keys[t.slots[idx]] == *k {
+                exists = true;
+                break;
+            }
+            step += 1;
+            idx = (idx + step) & t.mask;
+        }
+        if exists {
+            continue;
+        }
+        t.hashes[idx] = hash;
+        t.slots[idx] = ki;
+        t.nnodes += 1;
+        t.noccupied += 1;
+        if (t.size > t.nnodes * 4 && t.size > 8) || t.size <= t.noccupied + t.noccupied / 16 {
+            t.resize();
+        }
+    }
+    (0..t.size)
+        .filter(|&i| t.hashes[i] >= 2)
+        .map(|i| t.slots[i])
+        .collect()
 }
 
 /// A directory being assembled in memory.
@@ -115,7 +329,7 @@ impl MutableTree {
         }
     }
 
-    async fn ensure_loaded(&mut self, repo: &Repo) -> Result<()> {
+    pub(crate) async fn ensure_loaded(&mut self, repo: &Repo) -> Result<()> {
         if let Some(t) = self.lazy.take() {
             let dt = repo.load_dirtree(&t).await?;
             for (n, c) in dt.files {
@@ -161,6 +375,8 @@ impl MutableTree {
 enum ScanKind {
     /// Index into the job list.
     File(usize),
+    /// A file recognised through the devino cache.
+    Known(Checksum),
     Symlink(FileMeta),
     Dir(Box<ScanDir>),
 }
@@ -185,6 +401,9 @@ struct Scanner<'a> {
     skip_xattrs: bool,
     canonical: bool,
     jobs: Vec<FileJob>,
+    /// Whether the repository is bare-user (devino hits take their metadata from the object).
+    bare_user: bool,
+    devino_hits: u64,
 }
 
 fn read_xattrs(path: &Path) -> Result<Xattrs> {
@@ -262,6 +481,34 @@ fn apply_modifier(
     true
 }
 
+/// One xattr of a path (`None` when absent or unsupported).
+fn read_one_xattr(path: &Path, name: &std::ffi::CStr) -> Result<Option<Vec<u8>>> {
+    let mut val = vec![0u8; 512];
+    loop {
+        match rustix::fs::lgetxattr(path, name, &mut val) {
+            Ok(n) => {
+                val.truncate(n);
+                return Ok(Some(val));
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let len = val.len() * 4;
+                if len > crate::objects::MAX_HEADER_SIZE {
+                    return Err(Error::corrupted(format!(
+                        "xattr {} of {} too large",
+                        name.to_string_lossy(),
+                        path.display()
+                    )));
+                }
+                val.resize(len, 0);
+            }
+            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(format!("getxattr {}", path.display()), e.into()));
+            }
+        }
+    }
+}
+
 fn join_rel(parent: &str, name: &str) -> String {
     if parent == "/" {
         format!("/{name}")
@@ -273,11 +520,18 @@ fn join_rel(parent: &str, name: &str) -> String {
 impl Scanner<'_> {
     /// Apply filter then canonicalization; `None` = skipped.
     fn apply(&self, rel: &str, md: &std::fs::Metadata) -> Option<EntryInfo> {
-        let mut info = EntryInfo {
-            uid: md.uid(),
-            gid: md.gid(),
-            mode: md.mode(),
-        };
+        self.apply_info(
+            rel,
+            EntryInfo {
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode(),
+            },
+        )
+    }
+
+    fn apply_info(&self, rel: &str, info: EntryInfo) -> Option<EntryInfo> {
+        let mut info = info;
         apply_modifier(self.modifier, self.canonical, rel, &mut info).then_some(info)
     }
 
@@ -312,7 +566,42 @@ impl Scanner<'_> {
             let md =
                 std::fs::symlink_metadata(&child).map_err(|e| Error::io_path("stat", &child, e))?;
             let ft = md.file_type();
-            let Some(info) = self.apply(&child_rel, &md) else {
+            // --link-checkout-speedup: a hardlink of a repository object (ostree's
+            // devino_cache_lookup in write_content_to_mtree_internal).
+            let mut source_xattrs: Option<Xattrs> = None;
+            let mut stat_info = EntryInfo {
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode(),
+            };
+            if (ft.is_file() || ft.is_symlink())
+                && let Some(cache) = &self.modifier.devino_cache
+                && let Some(csum) = cache.get(&(md.dev(), md.ino()))
+            {
+                if self.modifier.devino_canonical {
+                    self.devino_hits += 1;
+                    entries.push((name.to_string(), ScanKind::Known(*csum)));
+                    continue;
+                }
+                if self.bare_user && ft.is_file() {
+                    let raw = read_one_xattr(&child, c"user.ostreemeta")?;
+                    if let Some(raw) = raw {
+                        let (uid, gid, mode, xattrs) = crate::objects::parse_bare_user_meta(&raw)?;
+                        stat_info = EntryInfo { uid, gid, mode };
+                        source_xattrs = Some(xattrs);
+                    }
+                }
+                let Some(info) = self.apply_info(&child_rel, stat_info.clone()) else {
+                    continue;
+                };
+                // Skipping xattrs counts as modifying them (ostree's get_final_xattrs).
+                if info == stat_info && !self.skip_xattrs {
+                    self.devino_hits += 1;
+                    entries.push((name.to_string(), ScanKind::Known(*csum)));
+                    continue;
+                }
+            }
+            let Some(info) = self.apply_info(&child_rel, stat_info) else {
                 continue;
             };
             if ft.is_dir() {
@@ -320,7 +609,10 @@ impl Scanner<'_> {
                 entries.push((name.to_string(), ScanKind::Dir(Box::new(d))));
             } else if ft.is_file() {
                 let devino = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
-                let xattrs = self.xattrs(&child)?;
+                let xattrs = match source_xattrs {
+                    Some(x) if !self.skip_xattrs => x,
+                    _ => self.xattrs(&child)?,
+                };
                 self.jobs.push(FileJob {
                     path: child,
                     meta: FileMeta {
@@ -461,7 +753,7 @@ fn write_concurrency() -> usize {
 }
 
 impl Repo {
-    fn effective_modifier(&self, m: &CommitModifier) -> (bool, bool) {
+    pub(crate) fn effective_modifier(&self, m: &CommitModifier) -> (bool, bool) {
         let buo = self.mode() == RepoMode::BareUserOnly;
         (
             m.canonical_permissions || buo,
@@ -485,10 +777,12 @@ impl Repo {
             .clone()
             .unwrap_or_else(|| Arc::new(NoProgress));
         let dir = dir.to_path_buf();
+        let dir_for_consume = dir.clone();
         let m2 = modifier.clone();
         let p2 = progress.clone();
         // Scan and hash on blocking threads.
-        let (scan, jobs, sums) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let bare_user = self.mode() == RepoMode::BareUser;
+        let (scan, jobs, sums, hits) = tokio::task::spawn_blocking(move || -> Result<_> {
             let md = std::fs::metadata(&dir).map_err(|e| Error::io_path("opendir", &dir, e))?;
             if !md.is_dir() {
                 return Err(Error::invalid(format!(
@@ -501,6 +795,8 @@ impl Repo {
                 skip_xattrs,
                 canonical,
                 jobs: Vec::new(),
+                bare_user,
+                devino_hits: 0,
             };
             p2.phase("Scanning", 0);
             let root_info = sc.apply("/", &md).unwrap_or(EntryInfo {
@@ -510,12 +806,14 @@ impl Repo {
             });
             let scan = sc.scan_dir(&dir, "/", root_info)?;
             let jobs = sc.jobs;
+            let hits = sc.devino_hits;
             p2.phase("Hashing", jobs.len() as u64);
             let sums = hash_all(&jobs, p2.as_ref())?;
-            Ok((scan, jobs, sums))
+            Ok((scan, jobs, sums, hits))
         })
         .await
         .map_err(|e| Error::Other(format!("commit worker failed: {e}")))??;
+        stats.devino_cache_hits += hits;
 
         // Which content objects are missing?
         let mut keys: Vec<ObjectKey> = sums
@@ -589,10 +887,73 @@ impl Repo {
         stats.content_objects_written += written.len() as u64;
         stats.content_bytes_written += written.iter().sum::<u64>();
 
+        // --generate-sizes: every content object of this tree (ostree records each one it
+        // writes, present before or not).
+        if stats.sizes.is_some() {
+            let mut entries = Vec::with_capacity(keys.len());
+            for (i, key) in keys.iter().enumerate() {
+                let unpacked = if i < njobs {
+                    jobs[i].size
+                } else {
+                    symlinks[i - njobs]
+                        .1
+                        .symlink_target
+                        .as_ref()
+                        .map_or(0, |t| t.len() as u64)
+                };
+                let archived = stored_size(store.as_ref(), key).await?;
+                entries.push((key.checksum, unpacked, archived));
+            }
+            if let Some(sizes) = stats.sizes.as_mut() {
+                for (c, unpacked, archived) in entries {
+                    sizes.insert(
+                        c,
+                        SizeEntry {
+                            objtype: ObjectType::File,
+                            unpacked,
+                            archived,
+                        },
+                    );
+                }
+            }
+        }
+
         // Dirmetas are small: write them as we merge.
         let mut sym_iter = symlinks.into_iter().map(|(c, _)| c);
         self.merge_scan(scan, mtree, &sums, &mut sym_iter, stats)
-            .await
+            .await?;
+        if modifier.consume {
+            consume_dir(&dir_for_consume)?;
+        }
+        Ok(())
+    }
+
+    /// Map (device, inode) of every content object of a local bare repository to its checksum
+    /// (`ostree_repo_scan_hardlinks`). Other repositories give an empty map.
+    pub async fn scan_hardlinks(&self) -> Result<DevinoCache> {
+        let mut out = DevinoCache::new();
+        if !self.store().capabilities().hardlink_checkout {
+            return Ok(out);
+        }
+        let keys: Vec<ObjectKey> = self
+            .store()
+            .list(Some(ObjectType::File))
+            .try_collect()
+            .await?;
+        let store = self.store().clone();
+        tokio::task::spawn_blocking(move || {
+            for k in keys {
+                if let Some(p) = store.local_path(&k)
+                    && let Ok(md) = std::fs::symlink_metadata(&p)
+                    && (md.is_file() || md.is_symlink())
+                {
+                    out.insert((md.dev(), md.ino()), k.checksum);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| Error::Other(format!("hardlink scan failed: {e}")))
     }
 
     async fn merge_scan(
@@ -611,6 +972,7 @@ impl Repo {
         for (name, kind) in scan.entries {
             match kind {
                 ScanKind::File(i) => mtree.replace_file(&name, sums[i])?,
+                ScanKind::Known(c) => mtree.replace_file(&name, c)?,
                 ScanKind::Symlink(_) => {
                     let c = symlinks
                         .next()
@@ -636,6 +998,16 @@ impl Repo {
         let c = Checksum::of(&bytes);
         let key = ObjectKey::new(c, ty);
         stats.metadata_objects_total += 1;
+        if matches!(ty, ObjectType::DirTree | ObjectType::DirMeta)
+            && let Some(sizes) = stats.sizes.as_mut()
+        {
+            let n = bytes.len() as u64;
+            sizes.entry(c).or_insert(SizeEntry {
+                objtype: ty,
+                unpacked: n,
+                archived: n,
+            });
+        }
         if !self.store().has(&key).await? {
             self.store()
                 .put(&key, ObjectWrite::Meta(Bytes::from(bytes)))
@@ -728,6 +1100,10 @@ impl Repo {
                 fm.xattrs.clear();
             }
             stats.content_objects_total += 1;
+            let unpacked = match &fm.symlink_target {
+                Some(t) => t.len() as u64,
+                None => content.size,
+            };
             let newc = if fm == content.meta {
                 c
             } else {
@@ -754,6 +1130,21 @@ impl Repo {
                 }
                 nc
             };
+            // ostree rewrites every file on this path, so each gets a size entry.
+            if stats.sizes.is_some() {
+                let key = ObjectKey::new(newc, ObjectType::File);
+                let archived = stored_size(self.store().as_ref(), &key).await?;
+                if let Some(sizes) = stats.sizes.as_mut() {
+                    sizes.insert(
+                        newc,
+                        SizeEntry {
+                            objtype: ObjectType::File,
+                            unpacked,
+                            archived,
+                        },
+                    );
+                }
+            }
             mtree.replace_file(&n, newc)?;
         }
         for (n, t, m) in dt.dirs {
@@ -875,6 +1266,26 @@ impl Repo {
     }
 }
 
+/// `--consume`: remove what was committed (the directory itself unless it is `.`).
+fn consume_dir(dir: &Path) -> Result<()> {
+    if dir == Path::new(".") {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io_path("opendir", dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io_path("readdir", dir, e))?;
+            let p = ent.path();
+            let r = if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            r.map_err(|e| Error::io_path("unlink", &p, e))?;
+        }
+        Ok(())
+    } else {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io_path("unlink", dir, e))
+    }
+}
+
 fn collect_symlinks(d: &ScanDir, out: &mut Vec<(Checksum, FileMeta)>) -> Result<()> {
     for (_, k) in &d.entries {
         match k {
@@ -883,7 +1294,7 @@ fn collect_symlinks(d: &ScanDir, out: &mut Vec<(Checksum, FileMeta)>) -> Result<
                 meta.clone(),
             )),
             ScanKind::Dir(sub) => collect_symlinks(sub, out)?,
-            ScanKind::File(_) => {}
+            ScanKind::File(_) | ScanKind::Known(_) => {}
         }
     }
     Ok(())

@@ -365,8 +365,14 @@ impl Repo {
             }
         };
         let mut items = Vec::new();
-        self.collect_items(tree, meta, String::new(), opts.prefix.as_deref(), &mut items)
-            .await?;
+        self.collect_items(
+            tree,
+            meta,
+            String::new(),
+            opts.prefix.as_deref(),
+            &mut items,
+        )
+        .await?;
 
         // The writer runs on its own thread; loaded entries come to it in order.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Either>>(64);
@@ -388,8 +394,10 @@ impl Repo {
                         } = *f;
                         if meta.is_symlink() {
                             let target = meta.symlink_target.as_deref().unwrap_or("");
-                            w.entry_header(&path, b'2', meta.mode, meta.uid, meta.gid, 0, mtime, target)
-                                .map_err(werr)?;
+                            w.entry_header(
+                                &path, b'2', meta.mode, meta.uid, meta.gid, 0, mtime, target,
+                            )
+                            .map_err(werr)?;
                             continue;
                         }
                         w.entry_header(&path, b'0', meta.mode, meta.uid, meta.gid, size, mtime, "")

@@ -19,6 +19,7 @@ pub mod fsck;
 pub mod read;
 pub mod refs;
 pub mod remote;
+pub mod tar_import;
 pub mod traverse;
 
 use std::sync::{Arc, RwLock};
