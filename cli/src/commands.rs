@@ -67,7 +67,7 @@ pub fn handler_for(path: &str) -> Handler {
 
 /// The features printed by `--version` (ostree's `OSTREE_FEATURES`). Only list what this
 /// implementation supports: upstream's tests probe e.g. `- libarchive`.
-pub const FEATURES: &[&str] = &["rust", "release"];
+pub const FEATURES: &[&str] = &["rust", "release", "libarchive"];
 
 /// The version printed by `--version`.
 pub const VERSION: &str = "2022.7";

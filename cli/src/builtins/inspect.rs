@@ -201,7 +201,8 @@ pub fn show(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             return write_stdout(&format!("{}\n", gprint(&v.byteswap(), true)));
         }
         if inv.flag("print-sizes") {
-            bail!("--print-sizes is not supported yet");
+            let c = resolve(&repo, &rev).await?;
+            return print_sizes(&repo, &c).await;
         }
         let raw = inv.flag("raw");
         let mut out = String::new();
@@ -467,4 +468,62 @@ mod tests {
         assert_eq!(format_utc(1600000000), "2020-09-13 12:26:40 +0000");
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 +0000");
     }
+}
+
+/// `ostree show --print-sizes` (`do_print_sizes` over `ostree_commit_get_object_sizes`).
+async fn print_sizes(repo: &Repo, c: &Checksum) -> anyhow::Result<()> {
+    let commit = repo
+        .load_commit(c)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to read commit: {e}"))?;
+    let Some(Variant::Array(_, items)) = commit.metadata.get("ostree.sizes") else {
+        bail!("No metadata key ostree.sizes in commit");
+    };
+    fn varint(b: &[u8], pos: &mut usize) -> anyhow::Result<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = b.get(*pos) else { break };
+            *pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        bail!("Unexpected EOF reading ostree.sizes varint")
+    }
+    let (mut archived, mut unpacked, mut objects) = (0u64, 0u64, 0u64);
+    let (mut new_archived, mut new_unpacked, mut new_objects) = (0u64, 0u64, 0u64);
+    for item in items {
+        let Some(b) = item.as_bytes() else {
+            bail!("Could not read ostree.sizes metadata entry");
+        };
+        if b.len() < 34 {
+            bail!("Could not read ostree.sizes metadata entry");
+        }
+        let csum = Checksum::from_bytes(&b[..32])?;
+        let mut pos = 32;
+        let a = varint(b, &mut pos)?;
+        let u = varint(b, &mut pos)?;
+        let ty = match b.get(pos) {
+            None => ObjectType::File,
+            Some(&t) => ObjectType::from_u8(t)
+                .map_err(|_| anyhow::anyhow!("Unexpected ostree.sizes object type {t}"))?,
+        };
+        archived += a;
+        unpacked += u;
+        objects += 1;
+        if !repo.has_object(&ObjectKey::new(csum, ty)).await? {
+            new_archived += a;
+            new_unpacked += u;
+            new_objects += 1;
+        }
+    }
+    let f = ostree_core::delta::generate::glib_format_size;
+    write_stdout(&format!(
+        "Compressed size (needed/total): {}/{}\nUnpacked size (needed/total): {}/{}\nNumber of objects (needed/total): {new_objects}/{objects}\n",
+        f(new_archived),
+        f(archived),
+        f(new_unpacked),
+        f(unpacked),
+    ))
 }
