@@ -235,6 +235,19 @@ impl Engine {
         if store.has(&key).await? {
             return Ok(Some(store.get(&key).await?.into_meta()?));
         }
+        for c in &self.caches {
+            if key.ty != ObjectType::CommitMeta
+                && c.repo.store().has(&key).await?
+                && let Some(data) = c.meta(&key).await?
+            {
+                if Checksum::of(&data) != key.checksum {
+                    break;
+                }
+                store.put(&key, ObjectWrite::Meta(data.clone())).await?;
+                self.counters.imported_meta.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(data));
+            }
+        }
         let Some(data) = self.source.meta(&key).await? else {
             if required {
                 return Err(Error::not_found(format!(

@@ -106,17 +106,25 @@ impl RemoteSource {
         max: u64,
         if_none_match: Option<String>,
     ) -> Result<Option<(FetchStatus, Bytes, Option<String>)>> {
+        // Like ostree's mirrored requests: a failure or a 404 on one mirror moves on to the
+        // next; the answer is "not found" only when no mirror has it and none failed.
         let mut last: Option<Error> = None;
+        let mut not_found = false;
         for f in &mirrors.0 {
             match self
                 .get_one(f.as_ref(), path, max, if_none_match.clone())
                 .await
             {
-                Ok(v) => return Ok(v),
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => not_found = true,
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Other("no mirrors configured".into())))
+        match last {
+            Some(e) => Err(e),
+            None if not_found => Ok(None),
+            None => Err(Error::Other("no mirrors configured".into())),
+        }
     }
 
     async fn get_one(
@@ -148,7 +156,7 @@ impl RemoteSource {
                     && len.saturating_add(buf.len() as u64) > max
                 {
                     return Err(Error::Corrupted(format!(
-                        "{what}: size {len} exceeds the maximum of {max} bytes"
+                        "URI {what} exceeded maximum size of {max} bytes"
                     )));
                 }
                 let etag = resp.etag.clone();
@@ -164,7 +172,7 @@ impl RemoteSource {
                             self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                             if buf.len() as u64 + chunk.len() as u64 > max {
                                 return Err(Error::Corrupted(format!(
-                                    "{what}: exceeds the maximum size of {max} bytes"
+                                    "URI {what} exceeded maximum size of {max} bytes"
                                 )));
                             }
                             buf.extend_from_slice(&chunk);

@@ -89,7 +89,7 @@ impl Repo {
     /// commit checksum prefix, `REV^` for the parent, `[REMOTE:]REF` (local heads first, then
     /// refs/remotes). With `allow_noent`, a missing ref is `Ok(None)`.
     pub async fn resolve_rev(&self, rev: &str, allow_noent: bool) -> Result<Option<Checksum>> {
-        self.resolve_rev_ext(rev, allow_noent, false).await
+        self.resolve_rev_ext(rev, allow_noent, true).await
     }
 
     /// Like [`Repo::resolve_rev`], optionally also searching remote refs for a bare name
@@ -126,6 +126,10 @@ impl Repo {
             Some(r) => store.read_ref(&store_ref_name(Some(r), &name)).await?,
             None => {
                 let mut v = store.read_ref(&store_ref_name(None, &name)).await?;
+                if v.is_none() && name.contains('/') {
+                    // `REMOTE/REF` names refs/remotes/REMOTE/REF (ostree's resolve_refspec).
+                    v = store.read_ref(&format!("remotes/{name}")).await?;
+                }
                 if v.is_none() && fallback_remote {
                     v = store.read_ref(&format!("remotes/{name}")).await?;
                     if v.is_none() {
