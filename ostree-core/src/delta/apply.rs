@@ -388,6 +388,48 @@ pub(crate) fn execute(
     Ok(stats)
 }
 
+/// Execute a part without a repository: `sources` supplies read-source objects' content,
+/// nothing is considered present. Returns the verified objects in order. For tools and tests
+/// (e.g. checking a delta before applying it).
+pub fn execute_in_memory(
+    objects: &[ObjectKey],
+    part: &PartPayload,
+    sources: &HashMap<Checksum, Bytes>,
+) -> Result<Vec<ProducedObject>> {
+    struct MemEnv<'a>(&'a HashMap<Checksum, Bytes>);
+    impl PartEnv for MemEnv<'_> {
+        fn have(&mut self, _: usize) -> bool {
+            false
+        }
+        fn source(&mut self, csum: &Checksum) -> Result<Bytes> {
+            self.0
+                .get(csum)
+                .cloned()
+                .ok_or_else(|| Error::not_found(format!("Delta source object {csum} is not available")))
+        }
+    }
+    let mut out = Vec::new();
+    execute(objects, part, false, &mut MemEnv(sources), &mut |o| {
+        out.push(o);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Count the operations of a part without executing them (`static-delta show`).
+pub fn part_stats(objects: &[ObjectKey], part: &PartPayload) -> Result<OpStats> {
+    struct NoEnv;
+    impl PartEnv for NoEnv {
+        fn have(&mut self, _: usize) -> bool {
+            true
+        }
+        fn source(&mut self, _: &Checksum) -> Result<Bytes> {
+            Ok(Bytes::new())
+        }
+    }
+    execute(objects, part, true, &mut NoEnv, &mut |_| Ok(()))
+}
+
 // ------------------------------------------------------------------------------ offline apply
 
 /// Where a delta's files are read from.
