@@ -269,7 +269,7 @@ fn fault_corrupt_object_is_never_stored() {
     );
     assert!(
         !c.join("objects")
-            .join(&big.replace(".filez", ".file"))
+            .join(big.replace(".filez", ".file"))
             .exists()
     );
     assert_eq!(
