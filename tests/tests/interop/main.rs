@@ -6,6 +6,7 @@
 mod bad_input;
 mod cli;
 mod corrupt;
+mod delta;
 mod hostile;
 mod kill;
 mod pull;
