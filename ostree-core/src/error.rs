@@ -98,6 +98,10 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// No acceptable signature: missing, bad, or made by an untrusted, expired or revoked
+    /// key. The text says which key and which check failed, in ostree's words.
+    #[error("{0}")]
+    BadSignature(String),
     /// The repository lock could not be taken.
     #[error("{0}")]
     Locked(String),

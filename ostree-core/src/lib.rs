@@ -27,6 +27,7 @@ pub mod progress;
 pub mod pull;
 pub mod registry;
 pub mod repo;
+pub mod sign;
 pub mod store;
 
 pub use checksum::Checksum;

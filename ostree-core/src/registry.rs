@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use url::Url;
 
 use crate::fetcher::{Fetcher, FetcherConfig};
+use crate::sign::SignerPlugin;
 use crate::store::{ObjectStore, OpenOptions};
 use crate::{Error, Result};
 
@@ -58,6 +59,7 @@ inventory::collect!(FetcherPlugin);
 pub struct Registry {
     stores: BTreeMap<String, &'static StorePlugin>,
     fetchers: BTreeMap<String, &'static FetcherPlugin>,
+    signers: BTreeMap<String, &'static SignerPlugin>,
     duplicates: Vec<(&'static str, String)>,
 }
 
@@ -75,6 +77,9 @@ impl Registry {
         }
         for p in inventory::iter::<FetcherPlugin> {
             r.register_fetcher(p);
+        }
+        for p in inventory::iter::<SignerPlugin> {
+            r.register_signer(p);
         }
         r
     }
@@ -109,6 +114,46 @@ impl Registry {
                 e.insert(p);
             }
         }
+    }
+
+    /// Add a signature plugin. A duplicate name is remembered and reported when used.
+    pub fn register_signer(&mut self, p: &'static SignerPlugin) {
+        let key = p.name.to_ascii_lowercase();
+        match self.signers.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(("signature type", e.key().clone()));
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(p);
+            }
+        }
+    }
+
+    /// Every signature plugin, sorted by name.
+    pub fn signer_plugins(&self) -> impl Iterator<Item = &'static SignerPlugin> + '_ {
+        self.signers.values().copied()
+    }
+
+    /// The signature plugin for a type name. An unknown name is an error in ostree's words
+    /// (`Requested signature type is not implemented`) listing the registered types.
+    pub(crate) fn signer_plugin_lookup(&self, name: &str) -> Result<&'static SignerPlugin> {
+        let key = name.to_ascii_lowercase();
+        if self
+            .duplicates
+            .iter()
+            .any(|(kind, k)| *kind == "signature type" && *k == key)
+        {
+            return Err(Error::DuplicatePlugin {
+                kind: "signature type",
+                key,
+            });
+        }
+        self.signers.get(&key).copied().ok_or_else(|| {
+            Error::Other(format!(
+                "Requested signature type is not implemented (available: {})",
+                self.signers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 
     /// Registered fetcher schemes, sorted.
