@@ -129,6 +129,10 @@ pub struct UidInfo {
     pub email: Option<String>,
     /// Revoked.
     pub revoked: bool,
+    /// OpenPGP Web Key Directory URL, advanced method (for a UID with an e-mail address).
+    pub advanced_url: Option<String>,
+    /// OpenPGP Web Key Directory URL, direct method.
+    pub direct_url: Option<String>,
 }
 
 /// A subkey of a [`KeyInfo`].
