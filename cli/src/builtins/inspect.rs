@@ -458,18 +458,6 @@ pub fn ls(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::format_utc;
-
-    #[test]
-    fn dates() {
-        assert_eq!(format_utc(1234567890), "2009-02-13 23:31:30 +0000");
-        assert_eq!(format_utc(1600000000), "2020-09-13 12:26:40 +0000");
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00 +0000");
-    }
-}
-
 /// `ostree show --print-sizes` (`do_print_sizes` over `ostree_commit_get_object_sizes`).
 async fn print_sizes(repo: &Repo, c: &Checksum) -> anyhow::Result<()> {
     let commit = repo
@@ -526,4 +514,16 @@ async fn print_sizes(repo: &Repo, c: &Checksum) -> anyhow::Result<()> {
         f(new_unpacked),
         f(unpacked),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_utc(1234567890), "2009-02-13 23:31:30 +0000");
+        assert_eq!(format_utc(1600000000), "2020-09-13 12:26:40 +0000");
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 +0000");
+    }
 }

@@ -253,6 +253,17 @@ impl Repo {
         )
         .ctx(|| format!("opening {}", dest.display()))?;
         let ctx = Arc::new(self.checkout_ctx(root, dest.to_path_buf(), opts));
+        // ostree checks devices per directory before any file (checkout_tree_at_recurse).
+        if opts.require_hardlinks
+            && let Some(repo_root) = self.store().local_root()
+            && let (Ok(src), Ok(dst)) = (rustix::fs::stat(repo_root), rustix::fs::fstat(&ctx.root))
+            && src.st_dev != dst.st_dev
+        {
+            return Err(Error::invalid(format!(
+                "Unable to do hardlink checkout across devices (src={} destination={})",
+                src.st_dev, dst.st_dev
+            )));
+        }
         if opts.require_hardlinks && !ctx.hardlinkable && !opts.force_copy {
             return Err(Error::invalid(if ctx.usermode_repo {
                 "User repository mode requires user checkout mode to hardlink"
