@@ -60,14 +60,17 @@ pub fn handler_for(path: &str) -> Handler {
         "remote add-cookie" => builtins::remote::remote_add_cookie,
         "remote delete-cookie" => builtins::remote::remote_delete_cookie,
         "remote list-cookies" => builtins::remote::remote_list_cookies,
-        "remote gpg-import" | "remote gpg-list-keys" => builtins::remote::remote_gpg,
+        "remote gpg-import" => builtins::sign::remote_gpg_import,
+        "remote gpg-list-keys" => builtins::sign::remote_gpg_list_keys,
+        "sign" => builtins::sign::sign,
+        "gpg-sign" => builtins::sign::gpg_sign,
         _ => builtins::unimplemented_handler,
     }
 }
 
 /// The features printed by `--version` (ostree's `OSTREE_FEATURES`). Only list what this
 /// implementation supports: upstream's tests probe e.g. `- libarchive`.
-pub const FEATURES: &[&str] = &["rust", "release", "libarchive"];
+pub const FEATURES: &[&str] = &["rust", "release", "libarchive", "gpgme", "sign-ed25519"];
 
 /// The version printed by `--version`.
 pub const VERSION: &str = "2022.7";
@@ -461,6 +464,8 @@ mod tables {
         o("delete", 'd', NONE, "Delete signatures having any of the KEY-IDs", ""),
         o("verify", '\0', NONE, "Verify signatures", ""),
         o("sign-type", 's', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("keys-file", '\0', STRING, "Read key(s) from file", "NAME"),
+        o("keys-dir", '\0', STRING, "Redefine system-wide directories with public and revoked keys for verification", "NAME"),
     ];
 
     pub(super) const SHOW: &[OptEntry] = &[

@@ -6,3 +6,5 @@ use ostree_backend_fs as _;
 use ostree_backend_object_store as _;
 use ostree_fetcher_file as _;
 use ostree_fetcher_http as _;
+use ostree_signer_ed25519 as _;
+use ostree_signer_gpg as _;

@@ -393,22 +393,20 @@ fn aay_type() -> VariantType {
 pub fn signatures_in(md: &Metadata, key: &str) -> Option<Vec<Vec<u8>>> {
     let v = md.get(key)?;
     match v {
-        Variant::Array(t, items) if *t == VariantType::Array(Box::new(VariantType::Byte)) => {
-            items
-                .iter()
-                .map(|i| match i {
-                    Variant::Bytes(b) => Some(b.clone()),
-                    Variant::Array(VariantType::Byte, bs) => bs
-                        .iter()
-                        .map(|b| match b {
-                            Variant::Byte(x) => Some(*x),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => None,
-                })
-                .collect()
-        }
+        Variant::Array(t, items) if *t == VariantType::Array(Box::new(VariantType::Byte)) => items
+            .iter()
+            .map(|i| match i {
+                Variant::Bytes(b) => Some(b.clone()),
+                Variant::Array(VariantType::Byte, bs) => bs
+                    .iter()
+                    .map(|b| match b {
+                        Variant::Byte(x) => Some(*x),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            })
+            .collect(),
         _ => None,
     }
 }

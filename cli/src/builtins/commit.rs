@@ -730,9 +730,6 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
                 .0
                 .push(("ostree.sizes".into(), sizes_metadata(sizes)));
         }
-        if !inv.values("gpg-sign").is_empty() || !inv.values("sign").is_empty() {
-            bail!("signing commits is not supported yet");
-        }
         let timestamp = match inv.value("timestamp") {
             Some(ts) => {
                 parse_timestamp(ts).ok_or_else(|| anyhow::anyhow!("Could not parse '{ts}'"))?
@@ -749,6 +746,7 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
             root_tree,
             root_meta,
         };
+        crate::builtins::sign::sign_new_commit(&inv, &commit.to_bytes(), &mut detached)?; // signatures
         let det = (!detached.is_empty()).then_some(&detached);
         let c = repo.write_commit(&commit, det, &mut stats).await?;
         // Like ostree, the ref is set unconditionally at the end of the transaction

@@ -12,6 +12,7 @@ pub mod export;
 pub mod inspect;
 pub mod pull;
 pub mod remote;
+pub mod sign;
 
 pub use basic::{checkout, config, fsck, init, refs, rev_parse};
 pub use commit::commit;

@@ -128,9 +128,6 @@ pub fn pull_local(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if (inv.flag("gpg-verify") || inv.flag("gpg-verify-summary")) && remote.is_none() {
             bail!("Must specify remote name to enable gpg verification");
         }
-        if inv.flag("gpg-verify") || inv.flag("gpg-verify-summary") {
-            bail!("GPG verification is not supported yet");
-        }
         if inv.flag("require-static-deltas") {
             bail!("Static deltas required, but none found");
         }
@@ -141,6 +138,8 @@ pub fn pull_local(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             commit_only: inv.flag("commit-metadata-only"),
             depth: depth(&inv),
             ref_remote: remote,
+            gpg_verify: inv.flag("gpg-verify").then_some(true),
+            gpg_verify_summary: inv.flag("gpg-verify-summary").then_some(true),
             ..PullOptions::default()
         };
         let stats = ostree_core::pull::pull_local(&repo, &src, opts).await?;

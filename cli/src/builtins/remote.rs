@@ -86,7 +86,7 @@ pub fn remote_add(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             let Some((keytype, rest)) = spec.split_once('=') else {
                 bail!("Failed to parse KEYTYPE=[inline|file]:DATA in {spec}");
             };
-            if keytype != "dummy" {
+            if keytype == "gpg" || ostree_core::registry::Registry::global().signer_plugin(keytype).is_err() {
                 bail!("Requested signature type is not implemented");
             }
             let (keyref, data) = rest.split_once(':').unwrap_or((rest, ""));
@@ -113,8 +113,10 @@ pub fn remote_add(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         };
         repo.remote_change(&dir, change, &name, url.as_deref(), &opts)
             .await?;
-        if inv.value("gpg-import").is_some() {
-            bail!("GPG keys are not supported yet: --gpg-import");
+        if let Some(f) = inv.value("gpg-import") {
+            let data = std::fs::read(f).map_err(|e| anyhow::anyhow!("opening {f}: {e}"))?;
+            let n = crate::builtins::sign::import_keys(&repo, &dir, &name, &data, &[]).await?;
+            println!("Imported {n} GPG key{} to remote \"{name}\"", if n == 1 { "" } else { "s" });
         }
         Ok(())
     })
@@ -339,13 +341,3 @@ pub fn remote_list_cookies(inv: Invocation) -> BoxFuture<'static, anyhow::Result
     })
 }
 
-/// `ostree remote gpg-import` / `gpg-list-keys`: GPG is not supported yet.
-pub fn remote_gpg(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
-    Box::pin(async move {
-        let _repo = open_repo(&inv).await?;
-        bail!(
-            "ostree {}: GPG keys are not supported yet",
-            inv.command_path().join(" ")
-        )
-    })
-}

@@ -13,7 +13,7 @@ use futures::stream::FuturesUnordered;
 
 use super::source::{ContentPayload, LocalSource, ObjectSource};
 use crate::content::{check, read_archived};
-use crate::objects::{Commit, DirTree, FileMeta, Metadata, content_checksum};
+use crate::objects::{Commit, DirTree, FileMeta, content_checksum};
 use crate::repo::Repo;
 use crate::store::{ContentSource, ObjectWrite};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
@@ -58,6 +58,8 @@ pub struct EngineOptions {
     pub concurrency: usize,
     /// Fetch detached metadata (`.commitmeta`) before each commit.
     pub fetch_commitmeta: bool,
+    /// Signature policy: every commit is verified before it, or anything below it, is stored.
+    pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
 }
 
 /// One traversal over a repository and a source.
@@ -235,6 +237,21 @@ impl Engine {
         if store.has(&key).await? {
             return Ok(Some(store.get(&key).await?.into_meta()?));
         }
+        let Some((data, local)) = self.fetch_meta_unstored(key, required).await? else {
+            return Ok(None);
+        };
+        store.put(&key, ObjectWrite::Meta(data.clone())).await?;
+        self.count_meta(local);
+        Ok(Some(data))
+    }
+
+    /// Fetch and verify a metadata object (local caches first, then the source) without
+    /// storing it; also says whether it came from a local repository.
+    async fn fetch_meta_unstored(
+        &self,
+        key: ObjectKey,
+        required: bool,
+    ) -> Result<Option<(Bytes, bool)>> {
         for c in &self.caches {
             if key.ty != ObjectType::CommitMeta
                 && c.repo.store().has(&key).await?
@@ -243,9 +260,7 @@ impl Engine {
                 if Checksum::of(&data) != key.checksum {
                     break;
                 }
-                store.put(&key, ObjectWrite::Meta(data.clone())).await?;
-                self.counters.imported_meta.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(data));
+                return Ok(Some((data, true)));
             }
         }
         let Some(data) = self.source.meta(&key).await? else {
@@ -268,7 +283,10 @@ impl Engine {
         if self.opts.verify {
             match key.ty {
                 ObjectType::CommitMeta => {
-                    Metadata::from_bytes(&data)?;
+                    // Detached metadata has no checksum; it is kept in normal form (bytes
+                    // that are not an a{sv} hold nothing, as GLib reads them).
+                    let md = crate::sign::parse_signature_metadata(&data);
+                    return Ok(Some((Bytes::from(md.to_bytes()), self.source.is_local())));
                 }
                 _ => {
                     let actual = Checksum::of(&data);
@@ -281,9 +299,7 @@ impl Engine {
                 }
             }
         }
-        store.put(&key, ObjectWrite::Meta(data.clone())).await?;
-        self.count_meta(self.source.is_local());
-        Ok(Some(data))
+        Ok(Some((data, self.source.is_local())))
     }
 
     async fn simple_meta(&self, key: ObjectKey) -> Result<()> {
@@ -299,29 +315,46 @@ impl Engine {
         let had = store.has(&key).await?;
         let partial = had && self.repo.is_commit_partial(&csum).await?;
         let mut children = Vec::new();
+        // Detached metadata is fetched for every commit, stored or not: new signatures (or
+        // removed ones) appear there. Nothing is stored before the signature check.
+        let mdkey = meta_key(csum, ObjectType::CommitMeta);
+        let detached = if self.opts.fetch_commitmeta {
+            self.fetch_meta_unstored(mdkey, false).await?
+        } else {
+            None
+        };
         let commit_bytes = if had {
             store.get(&key).await?.into_meta()?
         } else {
+            match self.fetch_meta_unstored(key, depth == 0).await? {
+                Some((b, _)) => b,
+                // A parent the server does not have (pruned history): stop here.
+                None => return Ok(children),
+            }
+        };
+        if let Some(v) = &self.opts.verification
+            && v.verifies_commits()
+        {
+            let md = match &detached {
+                Some((b, _)) => Some(crate::sign::parse_signature_metadata(b)),
+                None if had => self.repo.read_commit_detached_metadata(&csum).await.ok().flatten(),
+                None => None,
+            };
+            v.verify_commit(&csum, &commit_bytes, md.as_ref())?;
+        }
+        if let Some((b, local)) = detached {
+            store.delete(&mdkey).await?;
+            store.put(&mdkey, ObjectWrite::Meta(b)).await?;
+            self.count_meta(local);
+        }
+        if !had {
             // Mark the commit partial before any of it is stored.
             store
                 .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
                 .await?;
-            if self.opts.fetch_commitmeta {
-                self.fetch_meta(meta_key(csum, ObjectType::CommitMeta), false)
-                    .await?;
-            }
-            let required = depth == 0;
-            match self.fetch_meta(key, required).await? {
-                Some(b) => b,
-                None => {
-                    // A parent the server does not have (pruned history): stop here.
-                    store
-                        .delete_file(&format!("state/{csum}.commitpartial"))
-                        .await?;
-                    return Ok(children);
-                }
-            }
-        };
+            store.put(&key, ObjectWrite::Meta(commit_bytes.clone())).await?;
+            self.count_meta(self.source.is_local());
+        }
         let commit = Commit::from_bytes(&commit_bytes)
             .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
         if let Some(p) = commit.parent

@@ -24,6 +24,7 @@
 pub mod engine;
 pub mod source;
 pub mod summary;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -113,6 +114,8 @@ pub struct PullOptions {
     pub gpg_verify: Option<bool>,
     /// GPG summary verification requested explicitly.
     pub gpg_verify_summary: Option<bool>,
+    /// Signature policy (built from the remote's options when `None`).
+    pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
 }
 
 impl Default for PullOptions {
@@ -143,6 +146,7 @@ impl Default for PullOptions {
             registry: None,
             gpg_verify: None,
             gpg_verify_summary: None,
+            verification: None,
         }
     }
 }
@@ -483,32 +487,21 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         (Some(r), u)
     };
     let remote_name = remote.as_ref().map(|r| r.name.clone());
-    if let Some(r) = &remote {
-        let gpg = match opts.gpg_verify {
-            Some(v) => v,
-            None => r.get_bool("gpg-verify", true)?,
-        };
-        let gpg_summary = match opts.gpg_verify_summary {
-            Some(v) => v,
-            None => r.get_bool("gpg-verify-summary", false)?,
-        };
-        if gpg || gpg_summary {
-            return Err(Error::NotImplemented {
-                operation: format!(
-                    "GPG verification (remote \"{}\" has gpg-verify{}=true; use gpg-verify=false in remote config to disable)",
-                    r.name,
-                    if gpg { "" } else { "-summary" }
-                ),
-                implementer: "this ostree (signatures are not supported yet)".into(),
-            });
-        }
-        if r.get("sign-verify").is_some_and(|v| v != "false")
-            || r.get("sign-verify-summary").is_some_and(|v| v != "false")
-        {
-            return Err(Error::Other(
-                "Requested signature type is not implemented".into(),
-            ));
-        }
+    let mut opts = opts;
+    if let Some(r) = &remote
+        && opts.verification.is_none()
+    {
+        opts.verification = Some(Arc::new(
+            crate::sign::policy::PullVerification::for_remote(
+                repo,
+                &opts.remotes_dir,
+                r,
+                opts.gpg_verify,
+                opts.gpg_verify_summary,
+                Some(registry),
+            )
+            .await?,
+        ));
     }
     if opts.dry_run && !opts.require_static_deltas {
         return Err(Error::invalid("--dry-run requires --require-static-deltas"));
@@ -552,7 +545,12 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let src = Arc::new(RemoteSource::new(meta, content, policy));
 
     // Summary (cached per remote), then the remote's mode.
-    let summary_bytes = fetch_summary(repo, &src, remote_name.as_deref()).await?;
+    let summary_bytes = match &opts.verification {
+        Some(v) if v.verifies_summary() => {
+            verify::fetch_verified_summary(repo, &src, remote_name.as_deref(), v).await?
+        }
+        _ => fetch_summary(repo, &src, remote_name.as_deref()).await?,
+    };
     let summary: Option<RemoteSummary> = match &summary_bytes {
         Some(b) => Some(parse_summary(b)?),
         None => None,
@@ -761,6 +759,7 @@ async fn run_targets(
             .collect(),
         concurrency: opts.concurrency.unwrap_or(if local { 8 } else { 32 }),
         fetch_commitmeta: true,
+        verification: opts.verification.clone(),
     };
     let caches = opts
         .localcache
@@ -829,6 +828,23 @@ async fn pull_from_repo(
     start: Instant,
 ) -> Result<PullStats> {
     let mut opts = opts;
+    if opts.verification.is_none()
+        && (opts.gpg_verify == Some(true) || opts.gpg_verify_summary == Some(true))
+        && let Some(name) = opts.ref_remote.clone()
+    {
+        let r = repo.remote(&opts.remotes_dir, &name).await?;
+        opts.verification = Some(Arc::new(
+            crate::sign::policy::PullVerification::for_remote(
+                repo,
+                &opts.remotes_dir,
+                &r,
+                opts.gpg_verify,
+                opts.gpg_verify_summary,
+                opts.registry,
+            )
+            .await?,
+        ));
+    }
     if opts.refs.is_empty() {
         // All local heads (pull-local without refs; mirror of a file:// remote).
         opts.refs = src

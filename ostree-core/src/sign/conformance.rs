@@ -81,10 +81,18 @@ pub fn tampered_data(f: &SignerFixture) {
     let sig = sign(f);
     let mut d = DATA.to_vec();
     d[3] ^= 1;
-    assert!(!is_valid(f.verifier.as_ref(), &d, std::slice::from_ref(&sig)));
+    assert!(!is_valid(
+        f.verifier.as_ref(),
+        &d,
+        std::slice::from_ref(&sig)
+    ));
     let mut d = DATA.to_vec();
     d.push(0);
-    assert!(!is_valid(f.verifier.as_ref(), &d, std::slice::from_ref(&sig)));
+    assert!(!is_valid(
+        f.verifier.as_ref(),
+        &d,
+        std::slice::from_ref(&sig)
+    ));
     assert!(!is_valid(f.verifier.as_ref(), b"", &[sig]));
 }
 

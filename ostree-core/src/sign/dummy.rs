@@ -4,8 +4,8 @@
 //! works when the environment has `OSTREE_DUMMY_SIGN_ENABLED=1`, so a production system can
 //! never be configured to trust it by accident.
 
-use super::{Signer, SignerConfig, SignerPlugin, Verifier, VerifierConfig, VerifyReport};
 use super::SignatureReport;
+use super::{Signer, SignerConfig, SignerPlugin, Verifier, VerifierConfig, VerifyReport};
 use crate::{Error, Result};
 
 /// The signature type name.

@@ -265,9 +265,9 @@ pub fn remote_signapi_verifier(
     let mut cfg = VerifierConfig::default();
     if let Some(f) = &file {
         cfg.key_files.push(PathBuf::from(f));
-        registry.build_verifier(name, &cfg).map_err(|e| {
-            Error::Other(format!("Failed loading '{name}' keys from '{f}': {e}"))
-        })?;
+        registry
+            .build_verifier(name, &cfg)
+            .map_err(|e| Error::Other(format!("Failed loading '{name}' keys from '{f}': {e}")))?;
     }
     if let Some(k) = &key {
         let only = VerifierConfig {
@@ -509,7 +509,9 @@ pub async fn gpg_sign_commit(
         }
         let dup = report.signatures.iter().any(|s| {
             !s.key_missing
-                && (mine.iter().any(|f| *f == s.fingerprint_primary || *f == s.fingerprint))
+                && (mine
+                    .iter()
+                    .any(|f| *f == s.fingerprint_primary || *f == s.fingerprint))
         });
         if dup {
             return Err(Error::AlreadyExists {
@@ -709,7 +711,10 @@ mod tests {
         let mut cfg = VerifierConfig::default();
         let e = add_key_path(&mut cfg, "/nonexistent/INVALIDKEYPATH.asc").unwrap_err();
         let t = e.to_string();
-        assert!(t.contains("INVALIDKEYPATH") && t.contains("No such file or directory"), "{t}");
+        assert!(
+            t.contains("INVALIDKEYPATH") && t.contains("No such file or directory"),
+            "{t}"
+        );
         assert!(add_key_path(&mut cfg, "").is_err());
     }
 

@@ -364,8 +364,8 @@ impl Cert {
         let mut newest: Option<&Signature> = None;
         let mut newest_rev: Option<&Signature> = None;
         for s in &u.sigs {
-            let ok = guard(|| s.verify_certification(pk, Tag::UserId, &u.id).is_ok())
-                .unwrap_or(false);
+            let ok =
+                guard(|| s.verify_certification(pk, Tag::UserId, &u.id).is_ok()).unwrap_or(false);
             if !ok {
                 continue;
             }
@@ -654,7 +654,10 @@ mod tests {
             split_uid("Ostree Tester <test@test.com>"),
             ("Ostree Tester".into(), "test@test.com".into())
         );
-        assert_eq!(split_uid("Test Key 1"), ("Test Key 1".into(), String::new()));
+        assert_eq!(
+            split_uid("Test Key 1"),
+            ("Test Key 1".into(), String::new())
+        );
         assert_eq!(
             split_uid("A B (comment) <a@b>"),
             ("A B".into(), "a@b".into())

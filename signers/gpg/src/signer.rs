@@ -18,9 +18,7 @@ use std::process::{Command, Stdio};
 
 use ostree_core::sign::{Signer, SignerConfig};
 use ostree_core::{Error, Result};
-use pgp::packet::{
-    SignatureConfig, SignatureType, Subpacket, SubpacketData,
-};
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, SigningKey, Timestamp};
 
@@ -40,7 +38,10 @@ pub fn default_homedir() -> PathBuf {
 #[derive(Debug)]
 enum Backend {
     /// Sign in-process with this certificate's key (`None`: primary; `Some(i)`: subkey i).
-    Native { cert: Box<Cert>, subkey: Option<usize> },
+    Native {
+        cert: Box<Cert>,
+        subkey: Option<usize>,
+    },
     /// Sign through the `gpg` program.
     Program,
 }
@@ -90,7 +91,9 @@ fn signing_choice(cert: &Cert) -> Option<Option<usize>> {
 impl GpgSigner {
     /// A signer for `key_id` in `homedir` (default: [`default_homedir`]).
     pub fn new(key_id: &str, homedir: Option<&Path>) -> Result<Self> {
-        let homedir = homedir.map(Path::to_path_buf).unwrap_or_else(default_homedir);
+        let homedir = homedir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(default_homedir);
         let secring = homedir.join("secring.gpg");
         if let Ok(data) = std::fs::read(&secring) {
             let certs: Vec<Cert> = parse_keyring(&data)
@@ -246,7 +249,13 @@ impl Signer for GpgSigner {
             }
             Backend::Program => run_gpg(
                 &self.homedir,
-                &["--detach-sign", "--local-user", &self.key_id, "--output", "-"],
+                &[
+                    "--detach-sign",
+                    "--local-user",
+                    &self.key_id,
+                    "--output",
+                    "-",
+                ],
                 Some(data),
             )
             .map_err(|e| Error::Other(format!("Failure signing commit file: {e}"))),

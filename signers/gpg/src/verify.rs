@@ -76,8 +76,8 @@ pub fn load_certs(cfg: &VerifierConfig) -> Result<Vec<Cert>> {
 /// The keyrings of a directory, sorted: regular `*.gpg` files except the trust database and
 /// a legacy secret keyring.
 pub fn keyring_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| Error::io_path("Reading keyring directory", dir, e))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::io_path("Reading keyring directory", dir, e))?;
     let mut out: Vec<_> = rd
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -194,11 +194,7 @@ impl GpgVerifier {
             .issuer_fingerprint()
             .first()
             .map(|f| hex_upper(f.as_bytes()))
-            .or_else(|| {
-                sig.issuer_key_id()
-                    .first()
-                    .map(|k| hex_upper(k.as_ref()))
-            })
+            .or_else(|| sig.issuer_key_id().first().map(|k| hex_upper(k.as_ref())))
             .unwrap_or_default();
         let binary = matches!(
             sig.typ(),

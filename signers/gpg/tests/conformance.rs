@@ -8,7 +8,9 @@ use ostree_core::sign::conformance::SignerFixture;
 use ostree_signer_gpg::{GpgKeyring, GpgSigner, GpgVerifier, keyring};
 
 fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
 }
 
 fn trusting(key_id: &str) -> Box<GpgVerifier> {

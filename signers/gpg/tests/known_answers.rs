@@ -7,7 +7,9 @@ use ostree_core::sign::{Keyring, Signer, Verifier, VerifierConfig};
 use ostree_signer_gpg::{GpgKeyring, GpgSigner, GpgVerifier};
 
 fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
 }
 
 fn verifier(files: &[&str]) -> GpgVerifier {
@@ -69,7 +71,11 @@ fn ostree_verify_result_vectors() {
 fn sign_with_legacy_secring_and_verify() {
     let home = tempfile::tempdir().unwrap();
     std::fs::copy(data("gpghome/secring.gpg"), home.path().join("secring.gpg")).unwrap();
-    for id in ["472CDAFA", "7FCA23D8472CDAFA", "5E65DE75AB1C501862D476347FCA23D8472CDAFA"] {
+    for id in [
+        "472CDAFA",
+        "7FCA23D8472CDAFA",
+        "5E65DE75AB1C501862D476347FCA23D8472CDAFA",
+    ] {
         let s = GpgSigner::new(id, Some(home.path())).unwrap();
         assert!(s.is_native());
         let sig = s.sign(b"hello").unwrap();
@@ -95,10 +101,16 @@ fn revocation_certificate_import_revokes() {
     assert_eq!(n, 0);
     let info = k.list(&ring2, &[]).unwrap();
     assert_eq!(info.len(), 1);
-    assert_eq!(info[0].fingerprint, "5E65DE75AB1C501862D476347FCA23D8472CDAFA");
+    assert_eq!(
+        info[0].fingerprint,
+        "5E65DE75AB1C501862D476347FCA23D8472CDAFA"
+    );
     assert!(!info[0].revoked);
     assert_eq!(info[0].uids[0].uid, "Ostree Tester <test@test.com>");
-    assert_eq!(info[0].subkeys[0].fingerprint, "CC47B2DFB520AEF231180725DF20F58B408DEA49");
+    assert_eq!(
+        info[0].subkeys[0].fingerprint,
+        "CC47B2DFB520AEF231180725DF20F58B408DEA49"
+    );
     // The revocation certificate is a lone signature packet: gpg merges it into the key.
     let rev = std::fs::read(data("gpghome/revocations/key1.rev")).unwrap();
     let (ring3, n) = k.import(&ring2, &rev, &[]).unwrap();
