@@ -18,8 +18,10 @@
 //! * two zero blocks end the archive; writing to a regular file stops there, while a pipe, a
 //!   FIFO or a device (ostree's stdout case) pads to a multiple of 10240 bytes.
 //!
-//! Names are written as UTF-8 bytes (libarchive in a UTF-8 locale; in the C locale it writes
-//! empty names for non-ASCII paths, which we do not reproduce).
+//! Names are written as UTF-8 bytes the way libarchive does in a UTF-8 locale: its string
+//! conversion composes decomposed sequences (`e` + U+0301 → `é`, canonical composition
+//! without a prior decomposition), for paths and link targets alike. (In the C locale it
+//! writes empty names for non-ASCII paths, which we do not reproduce.)
 //!
 //! Speed: content objects are read and (for archive repositories) inflated ahead of the writer
 //! on every core, while the single writer keeps the archive order; large files stream.
@@ -194,10 +196,11 @@ impl<W: Write> GnuTarWriter<W> {
         mtime: u64,
         linkname: &str,
     ) -> std::io::Result<()> {
-        let mut name = path.as_bytes().to_vec();
+        let mut name = libarchive_compose(path).as_bytes().to_vec();
         if kind == b'5' && !name.is_empty() && !name.ends_with(b"/") {
             name.push(b'/');
         }
+        let linkname = libarchive_compose(linkname);
         let link = linkname.as_bytes();
         if link.len() > 100 {
             self.long_entry(b'K', link, link)?;
@@ -246,6 +249,35 @@ impl<W: Write> GnuTarWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// libarchive's `archive_string_normalize_C`: canonical composition of adjacent sequences
+/// (no decomposition first, so characters that are already composed stay as they are).
+pub fn libarchive_compose(s: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::char::{canonical_combining_class, compose};
+    if s.is_ascii() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out: Vec<char> = Vec::with_capacity(s.len());
+    // Index in `out` of the last starter, and the combining class of the last kept char.
+    let mut starter: Option<usize> = None;
+    let mut last_cc: u8 = 0;
+    for c in s.chars() {
+        let cc = canonical_combining_class(c);
+        if let Some(si) = starter {
+            let blocked = out.len() - 1 != si && (last_cc == 0 || last_cc >= cc);
+            if !blocked && let Some(x) = compose(out[si], c) {
+                out[si] = x;
+                continue;
+            }
+        }
+        if cc == 0 {
+            starter = Some(out.len());
+        }
+        last_cc = cc;
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out.into_iter().collect())
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -481,6 +513,14 @@ mod tests {
         assert_eq!(&v[136..148], b"13773463000\0");
         assert_eq!(&v[148..156], b"006104\0 ");
         assert_eq!(&v[257..265], b"ustar  \0");
+    }
+
+    #[test]
+    fn composition() {
+        assert_eq!(libarchive_compose("e\u{301}"), "\u{e9}");
+        assert_eq!(libarchive_compose("a\u{323}\u{302}"), "\u{1ead}");
+        assert_eq!(libarchive_compose("\u{212b}"), "\u{212b}");
+        assert_eq!(libarchive_compose("plain"), "plain");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! does through libarchive (`ostree-repo-libarchive.c`).
 //!
 //! Formats read: tar (v7, ustar, GNU with long names/links, pax with `SCHILY.xattr.*` and
-//! `LIBARCHIVE.xattr.*`), cpio (`newc`, `crc`, `odc`), optionally gzip-compressed; an empty input
+//! `LIBARCHIVE.xattr.*`), cpio (`newc`, `crc`, `odc`), optionally gzip- or xz-compressed; an empty input
 //! is an empty archive. The input is untrusted: malformed or truncated archives give an error,
 //! never a panic, and sizes announced by headers are bounded before anything is allocated.
 //! Nothing is ever written outside the repository: entries only become objects and tree
@@ -739,16 +739,14 @@ fn peek(r: &mut BufReader<Box<dyn Read + Send>>, n: usize) -> Result<Vec<u8>> {
     Ok(buf[..buf.len().min(n)].to_vec())
 }
 
-/// Open an archive: detect compression (gzip) and format (tar, cpio) by magic bytes.
+/// Open an archive: detect compression (gzip, xz) and format (tar, cpio) by magic bytes.
 pub fn open_archive(input: Box<dyn Read + Send>) -> Result<Box<dyn EntryReader>> {
     let mut br = BufReader::with_capacity(64 * 1024, input);
     let head = peek(&mut br, 6)?;
     let decoded: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(br))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(Error::invalid(
-            "xz-compressed archives are not supported; decompress first",
-        ));
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(br))
     } else if head.starts_with(b"BZh") {
         return Err(Error::invalid(
             "bzip2-compressed archives are not supported; decompress first",
@@ -1138,7 +1136,7 @@ impl Repo {
         Ok(parent)
     }
 
-    /// Import an archive (tar or cpio, possibly gzip-compressed) into `mtree`, storing its
+    /// Import an archive (tar or cpio, possibly gzip- or xz-compressed) into `mtree`, storing its
     /// content objects (`ostree_repo_import_archive_to_mtree`).
     pub async fn write_archive_to_mtree(
         &self,

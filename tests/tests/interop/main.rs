@@ -11,6 +11,7 @@ mod hostile;
 mod kill;
 mod pull;
 mod rich;
+mod tar;
 mod vectors;
 
 /// Generate one `#[test]` per repo mode calling `$body(mode)`.
