@@ -10,14 +10,16 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use ostree_core::delta::apply::{execute_in_memory, part_stats};
 use ostree_core::delta::format::{
-    self, EndiannessInfo, PartHeader, PartPayload, Superblock, open_part, op, write_varuint,
+    self, EndiannessInfo, PartHeader, PartPayload, Superblock, op, open_part, write_varuint,
 };
 use ostree_core::objects::Commit;
 use ostree_core::store::{ContentSource, ObjectWrite};
 use ostree_core::{Checksum, ObjectKey, ObjectType};
 
 fn data(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/delta").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/delta")
+        .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -33,11 +35,20 @@ fn commits() -> (Checksum, Checksum) {
 /// Content of the objects the from-scratch delta produces (the sources of the v1→v2 delta).
 fn v1_sources() -> HashMap<Checksum, Bytes> {
     let sb = Superblock::parse(&data("empty/superblock")).unwrap();
-    let part = open_part(&data("empty/0"), Some(&sb.parts[0]), format::part_size_limit(&sb.parts[0])).unwrap();
+    let part = open_part(
+        &data("empty/0"),
+        Some(&sb.parts[0]),
+        format::part_size_limit(&sb.parts[0]),
+    )
+    .unwrap();
     let objs = execute_in_memory(&sb.parts[0].objects, &part, &HashMap::new()).unwrap();
     let mut out = HashMap::new();
     for o in objs {
-        if let ObjectWrite::Content { source: ContentSource::Bytes(b), .. } = o.write {
+        if let ObjectWrite::Content {
+            source: ContentSource::Bytes(b),
+            ..
+        } = o.write
+        {
             out.insert(o.key.checksum, b);
         }
     }
@@ -53,7 +64,13 @@ fn real_superblocks_parse() {
     Commit::from_bytes(&e.commit).unwrap();
     assert_eq!(e.parts.len(), 1);
     assert_eq!(e.parts[0].objects.len(), 8);
-    assert!(matches!(e.endianness, EndiannessInfo::Known { heuristic: false, .. }));
+    assert!(matches!(
+        e.endianness,
+        EndiannessInfo::Known {
+            heuristic: false,
+            ..
+        }
+    ));
     let m = Superblock::parse(&data("mod/superblock")).unwrap();
     assert_eq!((m.from, m.to), (Some(v1), v2));
     let s = Superblock::parse(&data("swapped/superblock")).unwrap();
@@ -71,7 +88,11 @@ fn real_superblocks_parse() {
         ("inline/superblock", format::Endianness::Little),
     ] {
         let raw = data(f);
-        assert_eq!(Superblock::parse(&raw).unwrap().to_bytes(endian), raw, "{f}");
+        assert_eq!(
+            Superblock::parse(&raw).unwrap().to_bytes(endian),
+            raw,
+            "{f}"
+        );
     }
 }
 
@@ -79,7 +100,11 @@ fn real_superblocks_parse() {
 fn real_parts_execute_and_verify() {
     let sources = v1_sources();
     assert_eq!(sources.len(), 5, "v1 has 5 distinct content objects");
-    for (sbf, partf) in [("mod/superblock", Some("mod/0")), ("swapped/superblock", Some("swapped/0")), ("inline/superblock", None)] {
+    for (sbf, partf) in [
+        ("mod/superblock", Some("mod/0")),
+        ("swapped/superblock", Some("swapped/0")),
+        ("inline/superblock", None),
+    ] {
         let sb = Superblock::parse(&data(sbf)).unwrap();
         let raw = match partf {
             Some(p) => data(p),
@@ -112,12 +137,19 @@ fn corrupted_parts_are_rejected() {
         assert!(e.contains("Checksum mismatch in static delta part"), "{e}");
     }
     // Truncated: size mismatch.
-    let e = open_part(&raw[..raw.len() - 1], Some(h), limit).unwrap_err().to_string();
+    let e = open_part(&raw[..raw.len() - 1], Some(h), limit)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("size"), "{e}");
     // Unknown compression byte.
     let mut bad = raw.clone();
     bad[0] = b'q';
-    assert!(open_part(&bad, None, limit).unwrap_err().to_string().contains("Invalid compression type"));
+    assert!(
+        open_part(&bad, None, limit)
+            .unwrap_err()
+            .to_string()
+            .contains("Invalid compression type")
+    );
     // Decompression bomb: 20 MiB of zeros in a tiny xz part, declared usize small.
     let mut bomb = vec![format::COMPRESSION_XZ];
     {
@@ -136,7 +168,9 @@ fn corrupted_parts_are_rejected() {
         usize: 100,
         objects: vec![],
     };
-    let e = open_part(&bomb, Some(&hb), format::part_size_limit(&hb)).unwrap_err().to_string();
+    let e = open_part(&bomb, Some(&hb), format::part_size_limit(&hb))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("decompresses to more than"), "{e}");
 }
 
@@ -183,32 +217,104 @@ fn hostile_operations_are_errors() {
     };
     let mut cases: Vec<(&str, Vec<ObjectKey>, PartPayload)> = Vec::new();
     // splice beyond the payload (meta and content), huge lengths, overflow
-    cases.push(("meta oob", vec![meta], part_of(b"abc", &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[4, 0])].concat())));
-    cases.push(("content oob", vec![file], part_of(b"abc", &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, 2, 2])].concat())));
-    cases.push(("overflow", vec![file], part_of(b"abc", &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, u64::MAX, 2])].concat())));
-    cases.push(("mode index", vec![file], part_of(b"abc", &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[5, 0, 1, 0])].concat())));
-    cases.push(("xattr index", vec![file], part_of(b"abc", &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 9, 1, 0])].concat())));
-    let two = [&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, 1, 0])].concat().repeat(2);
+    cases.push((
+        "meta oob",
+        vec![meta],
+        part_of(
+            b"abc",
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[4, 0])].concat(),
+        ),
+    ));
+    cases.push((
+        "content oob",
+        vec![file],
+        part_of(
+            b"abc",
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, 2, 2])].concat(),
+        ),
+    ));
+    cases.push((
+        "overflow",
+        vec![file],
+        part_of(
+            b"abc",
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, u64::MAX, 2])].concat(),
+        ),
+    ));
+    cases.push((
+        "mode index",
+        vec![file],
+        part_of(
+            b"abc",
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[5, 0, 1, 0])].concat(),
+        ),
+    ));
+    cases.push((
+        "xattr index",
+        vec![file],
+        part_of(
+            b"abc",
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 9, 1, 0])].concat(),
+        ),
+    ));
+    let two = [&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[0, 0, 1, 0])]
+        .concat()
+        .repeat(2);
     cases.push(("too many objects", vec![file], part_of(b"abc", &two)));
-    cases.push(("truncated varint", vec![file], part_of(b"abc", &[op::OPEN_SPLICE_AND_CLOSE, 0x80])));
+    cases.push((
+        "truncated varint",
+        vec![file],
+        part_of(b"abc", &[op::OPEN_SPLICE_AND_CLOSE, 0x80]),
+    ));
     cases.push(("unknown opcode", vec![file], part_of(b"abc", b"Z")));
-    cases.push(("write without open", vec![file], part_of(b"abc", &[&[op::WRITE][..], &v(&[1, 0])].concat())));
-    cases.push(("open without close", vec![file], part_of(b"abc", &[&[op::OPEN][..], &v(&[0, 0, 3])].concat())));
+    cases.push((
+        "write without open",
+        vec![file],
+        part_of(b"abc", &[&[op::WRITE][..], &v(&[1, 0])].concat()),
+    ));
+    cases.push((
+        "open without close",
+        vec![file],
+        part_of(b"abc", &[&[op::OPEN][..], &v(&[0, 0, 3])].concat()),
+    ));
     cases.push((
         "write past size",
         vec![file],
-        part_of(b"abc", &[&[op::OPEN][..], &v(&[0, 0, 1]), &[op::WRITE], &v(&[3, 0]), &[op::CLOSE]].concat()),
+        part_of(
+            b"abc",
+            &[
+                &[op::OPEN][..],
+                &v(&[0, 0, 1]),
+                &[op::WRITE],
+                &v(&[3, 0]),
+                &[op::CLOSE],
+            ]
+            .concat(),
+        ),
     ));
     // read source: checksum beyond the payload, reads beyond the source
     let mut pl = src.0.to_vec();
     pl.extend_from_slice(b"xyz");
-    cases.push(("source csum oob", vec![file], part_of(b"short", &[&[op::SET_READ_SOURCE][..], &v(&[0])].concat())));
+    cases.push((
+        "source csum oob",
+        vec![file],
+        part_of(b"short", &[&[op::SET_READ_SOURCE][..], &v(&[0])].concat()),
+    ));
     cases.push((
         "source read oob",
         vec![file],
         part_of(
             &pl,
-            &[&[op::OPEN][..], &v(&[0, 0, 10]), &[op::SET_READ_SOURCE], &v(&[0]), &[op::WRITE], &v(&[10, src_bytes.len() as u64 - 5]), &[op::CLOSE]].concat(),
+            &[
+                &[op::OPEN][..],
+                &v(&[0, 0, 10]),
+                &[op::SET_READ_SOURCE],
+                &v(&[0]),
+                &[op::WRITE],
+                &v(&[10, src_bytes.len() as u64 - 5]),
+                &[op::CLOSE],
+            ]
+            .concat(),
         ),
     ));
     // bspatch: patch beyond the payload; controls pointing outside; declared size larger than
@@ -219,19 +325,34 @@ fn hostile_operations_are_errors() {
     let patch_off = bp.len() as u64;
     bp.extend_from_slice(&ctrl);
     bp.extend_from_slice(&[0u8; 16]);
-    for (name, size, plen) in [("bspatch huge ctrl", 16u64, 40u64), ("bspatch oob", 16, 400), ("bspatch size", 1 << 40, 40)] {
+    for (name, size, plen) in [
+        ("bspatch huge ctrl", 16u64, 40u64),
+        ("bspatch oob", 16, 400),
+        ("bspatch size", 1 << 40, 40),
+    ] {
         cases.push((
             name,
             vec![file],
             part_of(
                 &bp,
-                &[&[op::SET_READ_SOURCE][..], &v(&[0]), &[op::OPEN], &v(&[0, 0, size]), &[op::BSPATCH], &v(&[patch_off, plen]), &[op::CLOSE]].concat(),
+                &[
+                    &[op::SET_READ_SOURCE][..],
+                    &v(&[0]),
+                    &[op::OPEN],
+                    &v(&[0, 0, size]),
+                    &[op::BSPATCH],
+                    &v(&[patch_off, plen]),
+                    &[op::CLOSE],
+                ]
+                .concat(),
             ),
         ));
     }
     let mut good = bp[..32].to_vec();
     let mut patch = Vec::new();
-    ostree_core::delta::bspatch::diff(src_bytes, b"some other content").map(|p| patch = p).unwrap();
+    ostree_core::delta::bspatch::diff(src_bytes, b"some other content")
+        .map(|p| patch = p)
+        .unwrap();
     let poff = good.len() as u64;
     good.extend_from_slice(&patch);
     cases.push((
@@ -239,18 +360,41 @@ fn hostile_operations_are_errors() {
         vec![file],
         part_of(
             &good,
-            &[&[op::SET_READ_SOURCE][..], &v(&[0]), &[op::OPEN], &v(&[0, 0, 18]), &[op::BSPATCH], &v(&[poff, patch.len() as u64]), &[op::CLOSE]].concat(),
+            &[
+                &[op::SET_READ_SOURCE][..],
+                &v(&[0]),
+                &[op::OPEN],
+                &v(&[0, 0, 18]),
+                &[op::BSPATCH],
+                &v(&[poff, patch.len() as u64]),
+                &[op::CLOSE],
+            ]
+            .concat(),
         ),
     ));
-    cases.push(("meta checksum", vec![meta], part_of(&[0u8], &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[1, 0])].concat())));
+    cases.push((
+        "meta checksum",
+        vec![meta],
+        part_of(
+            &[0u8],
+            &[&[op::OPEN_SPLICE_AND_CLOSE][..], &v(&[1, 0])].concat(),
+        ),
+    ));
     for (name, objs, part) in cases {
         let r = execute_in_memory(&objs, &part, &sources);
-        assert!(r.is_err(), "{name}: expected an error, got {} objects", r.map(|v| v.len()).unwrap_or(0));
+        assert!(
+            r.is_err(),
+            "{name}: expected an error, got {} objects",
+            r.map(|v| v.len()).unwrap_or(0)
+        );
         // Also through the serialized, uncompressed form.
         let mut raw = vec![format::COMPRESSION_NONE];
         raw.extend_from_slice(&part.to_bytes());
         let back = open_part(&raw, None, 1 << 30).unwrap();
-        assert!(execute_in_memory(&objs, &back, &sources).is_err(), "{name} (serialized)");
+        assert!(
+            execute_in_memory(&objs, &back, &sources).is_err(),
+            "{name} (serialized)"
+        );
     }
 }
 
@@ -302,7 +446,12 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 fn mutated_inputs_never_panic() {
     let sources = v1_sources();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for f in ["empty/superblock", "mod/superblock", "swapped/superblock", "inline/superblock"] {
+    for f in [
+        "empty/superblock",
+        "mod/superblock",
+        "swapped/superblock",
+        "inline/superblock",
+    ] {
         let raw = data(f);
         for _ in 0..400 {
             let m = mutate(&mut rng, &raw);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use futures::future::BoxFuture;
+use ostree_core::delta::format::validate_checksum_string;
 use ostree_core::delta::generate::glib_format_size;
 use ostree_core::delta::{
     ApplyOptions, DeltaName, DeltaSource, Endianness, EndiannessInfo, GenerateOptions,
 };
-use ostree_core::delta::format::validate_checksum_string;
 
 use super::{open_repo, parse_boolean};
 use crate::opts::Invocation;
@@ -20,7 +20,9 @@ use crate::opts::Invocation;
 fn strtoull_u32(s: &str) -> u64 {
     let t = s.trim_start();
     let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let v: u64 = digits.parse().unwrap_or(if digits.is_empty() { 0 } else { u64::MAX });
+    let v: u64 = digits
+        .parse()
+        .unwrap_or(if digits.is_empty() { 0 } else { u64::MAX });
     u64::from(v as u32)
 }
 
@@ -108,7 +110,11 @@ pub fn static_delta_show(inv: Invocation) -> BoxFuture<'static, anyhow::Result<(
         out.push_str(&format!("Delta: {id}\n"));
         out.push_str(&format!(
             "Signed: {}\n",
-            if sb.signatures.as_ref().is_some_and(|s| s.0.iter().any(|(k, _)| k.starts_with("ostree.sign."))) {
+            if sb
+                .signatures
+                .as_ref()
+                .is_some_and(|s| s.0.iter().any(|(k, _)| k.starts_with("ostree.sign.")))
+            {
                 "yes"
             } else {
                 "no"
@@ -144,7 +150,10 @@ pub fn static_delta_show(inv: Invocation) -> BoxFuture<'static, anyhow::Result<(
         };
         out.push_str(&format!("Endianness: {endian}\n"));
         out.push_str(&format!("Timestamp: {}\n", sb.timestamp));
-        out.push_str(&format!("Number of parents: {}\n", sb.dependents.len() / 64));
+        out.push_str(&format!(
+            "Number of parents: {}\n",
+            sb.dependents.len() / 64
+        ));
         out.push_str(&format!(
             "Number of fallback entries: {}\n",
             sb.fallbacks.len()
@@ -283,21 +292,37 @@ pub fn static_delta_generate(inv: Invocation) -> BoxFuture<'static, anyhow::Resu
             opts.filename = Some(PathBuf::from(f));
         }
         // Tuning knobs for benchmarks (not ostree options).
-        if let Some(j) = std::env::var("OSTREE_RS_DELTA_JOBS").ok().and_then(|v| v.parse().ok()) {
+        if let Some(j) = std::env::var("OSTREE_RS_DELTA_JOBS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             opts.jobs = j;
         }
-        if let Some(d) = std::env::var("OSTREE_RS_DELTA_DICT_MIB").ok().and_then(|v| v.parse::<u32>().ok()) {
+        if let Some(d) = std::env::var("OSTREE_RS_DELTA_DICT_MIB")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
             opts.xz_dict_size = Some(d << 20);
         }
-        if let Some(m) = std::env::var("OSTREE_RS_DELTA_MEM_MIB").ok().and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(m) = std::env::var("OSTREE_RS_DELTA_MEM_MIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             opts.memory_budget = m << 20;
+        }
+        if let Some(m) = std::env::var("OSTREE_RS_DELTA_PART_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            opts.part_target = Some(m * 1000 * 1000);
         }
         opts.log = Some(Arc::new(|s: &str| eprintln!("{s}")));
         let mut out = std::io::stdout();
         write!(
             out,
             "Generating static delta:\n  From: {}\n  To:   {}\n",
-            from.map(|f| f.to_string()).unwrap_or_else(|| "empty".into()),
+            from.map(|f| f.to_string())
+                .unwrap_or_else(|| "empty".into()),
             to
         )?;
         out.flush()?;
@@ -330,7 +355,8 @@ pub fn static_delta_apply_offline(inv: Invocation) -> BoxFuture<'static, anyhow:
                 bail!("Key is mandatory to check delta signature");
             }
         }
-        repo.apply_static_delta(&src, &ApplyOptions::default()).await?;
+        repo.apply_static_delta(&src, &ApplyOptions::default())
+            .await?;
         Ok(())
     })
 }

@@ -16,7 +16,10 @@ pub mod sign;
 
 pub use basic::{checkout, config, fsck, init, refs, rev_parse};
 pub use commit::commit;
-pub use delta::{static_delta_apply_offline, static_delta_delete, static_delta_generate, static_delta_indexes, static_delta_list, static_delta_reindex, static_delta_show, static_delta_verify};
+pub use delta::{
+    static_delta_apply_offline, static_delta_delete, static_delta_generate, static_delta_indexes,
+    static_delta_list, static_delta_reindex, static_delta_show, static_delta_verify,
+};
 pub use export::export;
 pub use inspect::{cat, log, ls, show};
 pub use pull::{pull, pull_local};

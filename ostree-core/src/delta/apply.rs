@@ -402,10 +402,9 @@ pub fn execute_in_memory(
             false
         }
         fn source(&mut self, csum: &Checksum) -> Result<Bytes> {
-            self.0
-                .get(csum)
-                .cloned()
-                .ok_or_else(|| Error::not_found(format!("Delta source object {csum} is not available")))
+            self.0.get(csum).cloned().ok_or_else(|| {
+                Error::not_found(format!("Delta source object {csum} is not available"))
+            })
         }
     }
     let mut out = Vec::new();

@@ -37,6 +37,13 @@ use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 /// A sink for ostree's verbose generation messages (printed on stderr by the CLI).
 pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Default part size with parallel workers. Two xz encoders on parts this size fit the memory
+/// budget (~140 MiB each at preset 8 with the dictionary capped to the input), keeping the
+/// peak at ostree's (~420 MiB on the debootstrap corpus); the ratio lost to the smaller window
+/// (~2% there) is more than won back by ordering content by type (the delta stays ~3% smaller
+/// than ostree's).
+pub const PARALLEL_PART_TARGET: u64 = 12 * 1000 * 1000;
+
 /// Options of [`Repo::generate_static_delta`] (defaults: ostree's).
 #[derive(Clone)]
 pub struct GenerateOptions {
@@ -64,6 +71,9 @@ pub struct GenerateOptions {
     pub jobs: usize,
     /// Memory budget for concurrent compressors and bsdiffs, in bytes.
     pub memory_budget: u64,
+    /// Close parts at this size (at most `max_chunk_size`). `None`: [`PARALLEL_PART_TARGET`]
+    /// with more than one worker, so that parts compress in parallel; `max_chunk_size` with one.
+    pub part_target: Option<u64>,
     /// xz preset (ostree: 8).
     pub xz_preset: u32,
     /// xz dictionary size override (`None`: the preset's, capped to the part size).
@@ -104,7 +114,8 @@ impl GenerateOptions {
             filename: None,
             metadata: Metadata::new(),
             jobs: 0,
-            memory_budget: 320 * 1024 * 1024,
+            memory_budget: 300 * 1024 * 1024,
+            part_target: None,
             xz_preset: 8,
             xz_dict_size: None,
             log: None,
@@ -160,15 +171,14 @@ async fn walk_commit(repo: &Repo, commit: &Checksum) -> Result<CommitObjects> {
     // Load dirtrees a level at a time, concurrently.
     while !queue.is_empty() {
         let level: Vec<Checksum> = queue.drain(..).filter(|t| seen_trees.insert(*t)).collect();
-        let trees: Vec<Result<(Checksum, crate::objects::DirTree)>> = futures::stream::iter(
-            level.into_iter().map(|t| {
+        let trees: Vec<Result<(Checksum, crate::objects::DirTree)>> =
+            futures::stream::iter(level.into_iter().map(|t| {
                 let repo = repo.clone();
                 async move { Ok((t, repo.load_dirtree(&t).await?)) }.boxed()
-            }),
-        )
-        .buffered(32)
-        .collect()
-        .await;
+            }))
+            .buffered(32)
+            .collect()
+            .await;
         for r in trees {
             let (t, dt) = r?;
             add_meta(&mut out, ObjectKey::new(t, ObjectType::DirTree));
@@ -191,15 +201,14 @@ async fn walk_commit(repo: &Repo, commit: &Checksum) -> Result<CommitObjects> {
 }
 
 async fn load_metas(repo: &Repo, csums: &[Checksum]) -> Result<HashMap<Checksum, (FileMeta, u64)>> {
-    let res: Vec<Result<(Checksum, (FileMeta, u64))>> = futures::stream::iter(
-        csums.to_vec().into_iter().map(|c| {
+    let res: Vec<Result<(Checksum, (FileMeta, u64))>> =
+        futures::stream::iter(csums.to_vec().into_iter().map(|c| {
             let repo = repo.clone();
             async move { Ok((c, repo.load_file_meta(&c).await?)) }.boxed()
-        }),
-    )
-    .buffer_unordered(32)
-    .collect()
-    .await;
+        }))
+        .buffer_unordered(32)
+        .collect()
+        .await;
     res.into_iter().collect()
 }
 
@@ -724,6 +733,13 @@ impl Repo {
             }
         };
         let _lock = self.lock(false).await?;
+        let t0 = std::time::Instant::now();
+        let trace = std::env::var_os("OSTREE_RS_DELTA_TRACE").is_some();
+        let phase = |what: &str| {
+            if trace {
+                eprintln!("[delta {:7.2}s] {what}", t0.elapsed().as_secs_f64());
+            }
+        };
         let name = DeltaName {
             from: opts.from,
             to: opts.to,
@@ -739,6 +755,7 @@ impl Repo {
         };
 
         // 1. new objects
+        phase("1. new objects");
         let new_meta: Vec<ObjectKey> = to_objs
             .meta
             .iter()
@@ -764,6 +781,7 @@ impl Repo {
         }
 
         // 2. modified files
+        phase("2. modified files");
         let mut modified: Vec<(Checksum, Checksum)> = Vec::new();
         let mut from_metas = HashMap::new();
         if let Some(f) = &from_objs {
@@ -815,6 +833,7 @@ impl Repo {
         });
 
         // 3. rollsum / bsdiff decisions (rollsum tries in parallel)
+        phase("3. rollsum / bsdiff decisions");
         let tries: Vec<Result<(Checksum, Checksum, Option<rollsum::Matches>, bool)>> =
             futures::stream::iter(modified.clone().into_iter().map(|(to, from)| {
                 let ctx = ctx.clone();
@@ -877,6 +896,7 @@ impl Repo {
             .collect();
 
         // 4. fallbacks
+        phase("4. fallbacks");
         let mut fallbacks: Vec<Checksum> = Vec::new();
         let mut whole: Vec<Checksum> = Vec::new();
         for c in &new_regular {
@@ -915,6 +935,7 @@ impl Repo {
         }
 
         // 5. parts
+        phase("5. parts");
         let n_rollsum = rollsums.len();
         let n_bsdiff = bsdiffs.len();
         let mut plans: Vec<Plan> = Vec::new();
@@ -955,6 +976,12 @@ impl Repo {
         }))
         .buffered(jobs.max(1) + 2);
 
+        let chunk = opts.part_target.unwrap_or(if jobs > 1 {
+            PARALLEL_PART_TARGET
+        } else {
+            opts.max_chunk_size
+        });
+        let chunk = chunk.min(opts.max_chunk_size);
         let mut current = PartBuilder::default();
         let mut n_parts = 0usize;
         let mut pending: Vec<tokio::task::JoinHandle<Result<Compressed>>> = Vec::new();
@@ -1027,15 +1054,9 @@ impl Repo {
             };
             let full = match add_len {
                 // whole objects: would the payload pass the limit?
-                Some(l) => {
-                    !current.objects.is_empty()
-                        && current.payload.len() as u64 + l > opts.max_chunk_size
-                }
+                Some(l) => !current.objects.is_empty() && current.payload.len() as u64 + l > chunk,
                 // rollsum/bsdiff: has it already passed it?
-                None => {
-                    !current.objects.is_empty()
-                        && current.payload.len() as u64 > opts.max_chunk_size
-                }
+                None => !current.objects.is_empty() && current.payload.len() as u64 > chunk,
             };
             if full {
                 let b = std::mem::take(&mut current);
@@ -1064,6 +1085,7 @@ impl Repo {
         }
 
         // 6. superblock
+        phase("6. superblock");
         let mut md = opts.metadata.clone();
         md.insert(
             "ostree.endianness",
