@@ -209,7 +209,15 @@ pub fn show(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if !ostree_core::checksum::is_valid_hex(&rev) {
             let c = resolve(&repo, &rev).await?;
             print_commit(&repo, &c, raw, &mut out).await?;
-            out.push_str(&super::sign::show_signatures(&repo, &c, inv.value("gpg-homedir"), inv.value("gpg-verify-remote")).await?);
+            out.push_str(
+                &super::sign::show_signatures(
+                    &repo,
+                    &c,
+                    inv.value("gpg-homedir"),
+                    inv.value("gpg-verify-remote"),
+                )
+                .await?,
+            );
             return write_stdout(&out);
         }
         let c = Checksum::from_hex(&rev)?;
@@ -217,7 +225,15 @@ pub fn show(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             if repo.has_object(&ObjectKey::new(c, ty)).await? {
                 if ty == ObjectType::Commit {
                     print_commit(&repo, &c, raw, &mut out).await?;
-                    out.push_str(&super::sign::show_signatures(&repo, &c, inv.value("gpg-homedir"), inv.value("gpg-verify-remote")).await?);
+                    out.push_str(
+                        &super::sign::show_signatures(
+                            &repo,
+                            &c,
+                            inv.value("gpg-homedir"),
+                            inv.value("gpg-verify-remote"),
+                        )
+                        .await?,
+                    );
                 } else {
                     let bytes = repo.load_meta(ty, &c).await?;
                     out.push_str(&format!("{} {c}\n", ty.name()));

@@ -86,7 +86,11 @@ pub fn remote_add(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             let Some((keytype, rest)) = spec.split_once('=') else {
                 bail!("Failed to parse KEYTYPE=[inline|file]:DATA in {spec}");
             };
-            if keytype == "gpg" || ostree_core::registry::Registry::global().signer_plugin(keytype).is_err() {
+            if keytype == "gpg"
+                || ostree_core::registry::Registry::global()
+                    .signer_plugin(keytype)
+                    .is_err()
+            {
                 bail!("Requested signature type is not implemented");
             }
             let (keyref, data) = rest.split_once(':').unwrap_or((rest, ""));
@@ -116,7 +120,10 @@ pub fn remote_add(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if let Some(f) = inv.value("gpg-import") {
             let data = std::fs::read(f).map_err(|e| anyhow::anyhow!("opening {f}: {e}"))?;
             let n = crate::builtins::sign::import_keys(&repo, &dir, &name, &data, &[]).await?;
-            println!("Imported {n} GPG key{} to remote \"{name}\"", if n == 1 { "" } else { "s" });
+            println!(
+                "Imported {n} GPG key{} to remote \"{name}\"",
+                if n == 1 { "" } else { "s" }
+            );
         }
         Ok(())
     })
@@ -340,4 +347,3 @@ pub fn remote_list_cookies(inv: Invocation) -> BoxFuture<'static, anyhow::Result
         Ok(())
     })
 }
-

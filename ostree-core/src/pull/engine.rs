@@ -337,7 +337,12 @@ impl Engine {
         {
             let md = match &detached {
                 Some((b, _)) => Some(crate::sign::parse_signature_metadata(b)),
-                None if had => self.repo.read_commit_detached_metadata(&csum).await.ok().flatten(),
+                None if had => self
+                    .repo
+                    .read_commit_detached_metadata(&csum)
+                    .await
+                    .ok()
+                    .flatten(),
                 None => None,
             };
             v.verify_commit(&csum, &commit_bytes, md.as_ref())?;
@@ -352,7 +357,9 @@ impl Engine {
             store
                 .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
                 .await?;
-            store.put(&key, ObjectWrite::Meta(commit_bytes.clone())).await?;
+            store
+                .put(&key, ObjectWrite::Meta(commit_bytes.clone()))
+                .await?;
             self.count_meta(self.source.is_local());
         }
         let commit = Commit::from_bytes(&commit_bytes)
