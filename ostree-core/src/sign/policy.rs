@@ -161,7 +161,7 @@ pub async fn gpg_verifier_config(
     Ok(cfg)
 }
 
-fn registry_or_global<'a>(registry: Option<&'a Registry>) -> &'a Registry {
+fn registry_or_global(registry: Option<&Registry>) -> &Registry {
     match registry {
         Some(r) => r,
         None => Registry::global(),

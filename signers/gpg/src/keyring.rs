@@ -85,16 +85,16 @@ pub fn packets(data: &[u8]) -> Vec<Packet> {
 #[derive(Clone, Debug)]
 pub enum KeyPacket {
     /// Public key material only.
-    Public(PublicKey),
+    Public(Box<PublicKey>),
     /// Secret key (its public half is inside).
-    Secret(SecretKey),
+    Secret(Box<SecretKey>),
 }
 
 impl KeyPacket {
     /// The public half.
     pub fn public(&self) -> &PublicKey {
         match self {
-            KeyPacket::Public(p) => p,
+            KeyPacket::Public(p) => p.as_ref(),
             KeyPacket::Secret(s) => s.public_key(),
         }
     }
@@ -104,16 +104,16 @@ impl KeyPacket {
 #[derive(Clone, Debug)]
 pub enum SubkeyPacket {
     /// Public key material only.
-    Public(PublicSubkey),
+    Public(Box<PublicSubkey>),
     /// Secret key (its public half is inside).
-    Secret(SecretSubkey),
+    Secret(Box<SecretSubkey>),
 }
 
 impl SubkeyPacket {
     /// The public half.
     pub fn public(&self) -> &PublicSubkey {
         match self {
-            SubkeyPacket::Public(p) => p,
+            SubkeyPacket::Public(p) => p.as_ref(),
             SubkeyPacket::Secret(s) => s.public_key(),
         }
     }
@@ -183,11 +183,11 @@ pub fn certs_and_orphans(pkts: Vec<Packet>) -> (Vec<Cert>, Vec<Signature>) {
     for p in pkts {
         match p {
             Packet::PublicKey(k) => {
-                out.push(Cert::new(KeyPacket::Public(k)));
+                out.push(Cert::new(KeyPacket::Public(Box::new(k))));
                 slot = Slot::Key;
             }
             Packet::SecretKey(k) => {
-                out.push(Cert::new(KeyPacket::Secret(k)));
+                out.push(Cert::new(KeyPacket::Secret(Box::new(k))));
                 slot = Slot::Key;
             }
             Packet::UserId(u) => {
@@ -211,7 +211,7 @@ pub fn certs_and_orphans(pkts: Vec<Packet>) -> (Vec<Cert>, Vec<Signature>) {
             Packet::PublicSubkey(k) => {
                 if let Some(c) = out.last_mut() {
                     c.subkeys.push(SubkeyComponent {
-                        key: SubkeyPacket::Public(k),
+                        key: SubkeyPacket::Public(Box::new(k)),
                         sigs: Vec::new(),
                     });
                     slot = Slot::Subkey;
@@ -220,7 +220,7 @@ pub fn certs_and_orphans(pkts: Vec<Packet>) -> (Vec<Cert>, Vec<Signature>) {
             Packet::SecretSubkey(k) => {
                 if let Some(c) = out.last_mut() {
                     c.subkeys.push(SubkeyComponent {
-                        key: SubkeyPacket::Secret(k),
+                        key: SubkeyPacket::Secret(Box::new(k)),
                         sigs: Vec::new(),
                     });
                     slot = Slot::Subkey;
@@ -370,15 +370,16 @@ impl Cert {
                 continue;
             }
             match s.typ() {
-                Some(SignatureType::CertRevocation) => {
-                    if newest_rev.is_none_or(|n| created(s) >= created(n)) {
-                        newest_rev = Some(s);
-                    }
+                Some(SignatureType::CertRevocation)
+                    if newest_rev.is_none_or(|n| created(s) >= created(n)) =>
+                {
+                    newest_rev = Some(s);
                 }
-                Some(_) if s.is_certification() => {
-                    if newest.is_none_or(|n| created(s) >= created(n)) {
-                        newest = Some(s);
-                    }
+                Some(SignatureType::CertRevocation) => {}
+                Some(_)
+                    if s.is_certification() && newest.is_none_or(|n| created(s) >= created(n)) =>
+                {
+                    newest = Some(s);
                 }
                 _ => {}
             }
@@ -405,10 +406,8 @@ impl Cert {
             }
             match s.typ() {
                 Some(SignatureType::KeyRevocation) => revoked = true,
-                Some(SignatureType::Key) => {
-                    if newest.is_none_or(|n| created(s) >= created(n)) {
-                        newest = Some(s);
-                    }
+                Some(SignatureType::Key) if newest.is_none_or(|n| created(s) >= created(n)) => {
+                    newest = Some(s);
                 }
                 _ => {}
             }
@@ -450,10 +449,10 @@ impl Cert {
             }
             match s.typ() {
                 Some(SignatureType::SubkeyRevocation) => revoked = true,
-                Some(SignatureType::SubkeyBinding) => {
-                    if newest.is_none_or(|n| created(s) >= created(n)) {
-                        newest = Some(s);
-                    }
+                Some(SignatureType::SubkeyBinding)
+                    if newest.is_none_or(|n| created(s) >= created(n)) =>
+                {
+                    newest = Some(s);
                 }
                 _ => {}
             }

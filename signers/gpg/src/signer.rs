@@ -141,7 +141,7 @@ impl GpgSigner {
     }
 }
 
-fn sign_with(key: &(impl SigningKey + KeyDetails), data: &[u8]) -> Result<Vec<u8>> {
+fn sign_with(key: &impl SigningKey, data: &[u8]) -> Result<Vec<u8>> {
     let err = |e: pgp::errors::Error| Error::Other(format!("Failure signing commit file: {e}"));
     let mut cfg = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), key.hash_alg());
     cfg.hashed_subpackets = vec![
@@ -237,11 +237,11 @@ impl Signer for GpgSigner {
             Backend::Native { cert, subkey } => {
                 let r = match subkey {
                     Some(i) => match &cert.subkeys[*i].key {
-                        SubkeyPacket::Secret(s) => guard(|| sign_with(s, data)),
+                        SubkeyPacket::Secret(s) => guard(|| sign_with(s.as_ref(), data)),
                         SubkeyPacket::Public(_) => None,
                     },
                     None => match &cert.primary {
-                        KeyPacket::Secret(s) => guard(|| sign_with(s, data)),
+                        KeyPacket::Secret(s) => guard(|| sign_with(s.as_ref(), data)),
                         KeyPacket::Public(_) => None,
                     },
                 };
