@@ -558,10 +558,10 @@ impl Superblock {
     }
 }
 
-fn detect_endianness(
-    md: &Metadata,
-    parts: &[(u32, Vec<u8>, u64, u64, Vec<ObjectKey>)],
-) -> EndiannessInfo {
+/// A part header as read, before byte-order correction.
+type RawPartHeader = (u32, Vec<u8>, u64, u64, Vec<ObjectKey>);
+
+fn detect_endianness(md: &Metadata, parts: &[RawPartHeader]) -> EndiannessInfo {
     if let Some(v) = md.get("ostree.endianness") {
         return match v {
             Variant::Byte(b'l') => EndiannessInfo::Known {

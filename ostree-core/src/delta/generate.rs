@@ -202,7 +202,7 @@ async fn walk_commit(repo: &Repo, commit: &Checksum) -> Result<CommitObjects> {
 
 async fn load_metas(repo: &Repo, csums: &[Checksum]) -> Result<HashMap<Checksum, (FileMeta, u64)>> {
     let res: Vec<Result<(Checksum, (FileMeta, u64))>> =
-        futures::stream::iter(csums.to_vec().into_iter().map(|c| {
+        futures::stream::iter(csums.iter().copied().map(|c| {
             let repo = repo.clone();
             async move { Ok((c, repo.load_file_meta(&c).await?)) }.boxed()
         }))
@@ -319,6 +319,9 @@ fn similar_objects(from: &[SizeName<'_>], to: &[SizeName<'_>]) -> Vec<(Checksum,
 }
 
 // ------------------------------------------------------------------------------ parts
+
+/// A modified pair after its rollsum try: (to, from, matches, source readable).
+type RollsumTry = (Checksum, Checksum, Option<rollsum::Matches>, bool);
 
 /// How one object is encoded in a part.
 enum Plan {
@@ -834,7 +837,7 @@ impl Repo {
 
         // 3. rollsum / bsdiff decisions (rollsum tries in parallel)
         phase("3. rollsum / bsdiff decisions");
-        let tries: Vec<Result<(Checksum, Checksum, Option<rollsum::Matches>, bool)>> =
+        let tries: Vec<Result<RollsumTry>> =
             futures::stream::iter(modified.clone().into_iter().map(|(to, from)| {
                 let ctx = ctx.clone();
                 let from_meta = from_metas.get(&from).map(|m| m.0.mode).unwrap_or(0);
@@ -964,10 +967,10 @@ impl Repo {
                 if i >= first_bsdiff && i < first_bsdiff + n_bsdiff {
                     let k = i - first_bsdiff;
                     let m = n_bsdiff / 10;
-                    if m == 0 || k % m == 0 {
-                        if let Some(l) = &log {
-                            l(&format!("processing bsdiff: [{k}/{n_bsdiff}]"));
-                        }
+                    if (m == 0 || k.is_multiple_of(m))
+                        && let Some(l) = &log
+                    {
+                        l(&format!("processing bsdiff: [{k}/{n_bsdiff}]"));
                     }
                 }
                 prepare(ctx, p).await
@@ -1005,7 +1008,6 @@ impl Repo {
                       done: &mut BTreeMap<usize, PartHeader>,
                       inline: &mut BTreeMap<usize, Vec<u8>>| {
             let store = store.clone();
-            let name = name;
             let local_dir = local_dir.clone();
             let inline_parts = opts.inline_parts;
             let log = opts.log.clone();

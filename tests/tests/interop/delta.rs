@@ -27,7 +27,15 @@ fn make_repo(real: &Ostree, dir: &Path) -> (String, String) {
     let c = |s: &str| {
         real.ok(
             &repo,
-            &["commit", "-b", "main", "-s", s, "--timestamp=2021-01-01T00:00:00Z", path_str(&t)],
+            &[
+                "commit",
+                "-b",
+                "main",
+                "-s",
+                s,
+                "--timestamp=2021-01-01T00:00:00Z",
+                path_str(&t),
+            ],
         )
     };
     let v1 = c("v1");
@@ -61,7 +69,13 @@ fn delta_dir(o: &Ostree, repo: &Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Client repo holding `v1` (pulled by the real ostree), in `mode`.
-fn client_with_v1(real: &Ostree, dir: &Path, src: &Path, v1: &str, mode: &str) -> std::path::PathBuf {
+fn client_with_v1(
+    real: &Ostree,
+    dir: &Path,
+    src: &Path,
+    v1: &str,
+    mode: &str,
+) -> std::path::PathBuf {
     let c = dir.join(format!("client-{mode}"));
     real.init(&c, mode);
     real.ok(&c, &["pull-local", path_str(src), v1]);
@@ -73,19 +87,45 @@ fn real_deltas_apply_with_ours(mode: &str) {
     let tmp = scratch("delta-r2o-");
     let (v1, v2) = make_repo(&real, tmp.path());
     let src = tmp.path().join("src-repo");
-    real.ok(&src, &["static-delta", "generate", "--empty", &format!("--to={v1}")]);
-    real.ok(&src, &["static-delta", "generate", &format!("--from={v1}"), &format!("--to={v2}"), "--max-bsdiff-size=1000"]);
+    real.ok(
+        &src,
+        &["static-delta", "generate", "--empty", &format!("--to={v1}")],
+    );
+    real.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+            "--max-bsdiff-size=1000",
+        ],
+    );
     // From scratch into an empty repo.
     let c0 = tmp.path().join(format!("empty-{mode}"));
     real.init(&c0, mode);
-    ours.ok(&c0, &["static-delta", "apply-offline", path_str(&delta_dir(&real, &src, &v1))]);
+    ours.ok(
+        &c0,
+        &[
+            "static-delta",
+            "apply-offline",
+            path_str(&delta_dir(&real, &src, &v1)),
+        ],
+    );
     real.fsck_clean(&c0);
     real.ok(&c0, &["ls", "-R", &v1]);
     // v1 → v2 (rollsum and bsdiff operations; the real ostree itself can only apply those to
     // bare repositories).
     let c = client_with_v1(&real, tmp.path(), &src, &v1, mode);
     let name = format!("{v1}-{v2}");
-    ours.ok(&c, &["static-delta", "apply-offline", path_str(&delta_dir(&real, &src, &name).join("superblock"))]);
+    ours.ok(
+        &c,
+        &[
+            "static-delta",
+            "apply-offline",
+            path_str(&delta_dir(&real, &src, &name).join("superblock")),
+        ],
+    );
     real.fsck_clean(&c);
     assert_eq!(
         real.ok(&c, &["ls", "-R", "-C", &v2]),
@@ -127,7 +167,14 @@ fn our_deltas_apply_with_real() {
         let c = tmp.path().join(format!("client-{i}"));
         real.init(&c, "bare-user");
         real.ok(&c, &["pull-local", path_str(&src), &v1]);
-        real.ok(&c, &["static-delta", "apply-offline", path_str(&delta_dir(&real, &src, &name))]);
+        real.ok(
+            &c,
+            &[
+                "static-delta",
+                "apply-offline",
+                path_str(&delta_dir(&real, &src, &name)),
+            ],
+        );
         real.fsck_clean(&c);
         assert_eq!(
             real.ok(&c, &["ls", "-R", "-C", &v2]),
@@ -136,20 +183,53 @@ fn our_deltas_apply_with_real() {
         );
     }
     // From scratch, several parts.
-    ours.ok(&src, &["static-delta", "generate", "--empty", &format!("--to={v2}"), "--max-chunk-size=1", "--min-fallback-size=0"]);
+    ours.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            "--empty",
+            &format!("--to={v2}"),
+            "--max-chunk-size=1",
+            "--min-fallback-size=0",
+        ],
+    );
     let show = real.ok(&src, &["static-delta", "show", &v2]);
     assert!(!show.contains("Number of parts: 1\n"), "{show}");
     let c = tmp.path().join("client-empty");
     real.init(&c, "archive");
-    real.ok(&c, &["static-delta", "apply-offline", path_str(&delta_dir(&real, &src, &v2))]);
+    real.ok(
+        &c,
+        &[
+            "static-delta",
+            "apply-offline",
+            path_str(&delta_dir(&real, &src, &v2)),
+        ],
+    );
     real.fsck_clean(&c);
     // With fallbacks the real ostree refuses offline application; ours does it when the
     // fallback objects are present, and names the missing one otherwise.
-    ours.ok(&src, &["static-delta", "generate", &format!("--from={v1}"), &format!("--to={v2}"), "--min-fallback-size=1"]);
+    ours.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+            "--min-fallback-size=1",
+        ],
+    );
     let show = real.ok(&src, &["static-delta", "show", &name]);
     assert!(show.contains("Number of fallback entries: 1"), "{show}");
     let c = client_with_v1(&real, tmp.path(), &src, &v1, "bare-user");
-    let r = ours.fails(&c, &["static-delta", "apply-offline", path_str(&delta_dir(&real, &src, &name))]);
+    let r = ours.fails(
+        &c,
+        &[
+            "static-delta",
+            "apply-offline",
+            path_str(&delta_dir(&real, &src, &name)),
+        ],
+    );
     assert!(r.err().contains("fallback"), "{}", r.describe());
 }
 
@@ -160,10 +240,27 @@ fn list_show_indexes_match_real() {
     let (v1, v2) = make_repo(&real, tmp.path());
     let src = tmp.path().join("src-repo");
     let empty = |o: &Ostree, args: &[&str]| o.ok(&src, args);
-    assert_eq!(empty(&ours, &["static-delta", "list"]), "(No static deltas)");
-    assert_eq!(empty(&ours, &["static-delta", "indexes"]), "(No static deltas indexes)");
-    real.ok(&src, &["static-delta", "generate", "--empty", &format!("--to={v1}")]);
-    real.ok(&src, &["static-delta", "generate", &format!("--from={v1}"), &format!("--to={v2}")]);
+    assert_eq!(
+        empty(&ours, &["static-delta", "list"]),
+        "(No static deltas)"
+    );
+    assert_eq!(
+        empty(&ours, &["static-delta", "indexes"]),
+        "(No static deltas indexes)"
+    );
+    real.ok(
+        &src,
+        &["static-delta", "generate", "--empty", &format!("--to={v1}")],
+    );
+    real.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+        ],
+    );
     let sorted = |s: String| {
         let mut v: Vec<String> = s.lines().map(str::to_string).collect();
         v.sort();
@@ -183,12 +280,18 @@ fn list_show_indexes_match_real() {
     // Indexes: ours written, the real binary lists the same, and the files are identical.
     ours.ok(&src, &["static-delta", "reindex"]);
     let ours_idx = sorted(ours.ok(&src, &["static-delta", "indexes"]));
-    assert_eq!(ours_idx, sorted(real.ok(&src, &["static-delta", "indexes"])));
+    assert_eq!(
+        ours_idx,
+        sorted(real.ok(&src, &["static-delta", "indexes"]))
+    );
     assert_eq!(ours_idx.len(), 2);
     let files = |root: &Path| -> Vec<(String, Vec<u8>)> {
         let mut v = Vec::new();
         for e in walk(&root.join("delta-indexes")) {
-            v.push((e.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&e).unwrap()));
+            v.push((
+                e.strip_prefix(root).unwrap().display().to_string(),
+                std::fs::read(&e).unwrap(),
+            ));
         }
         v.sort();
         v
@@ -199,13 +302,28 @@ fn list_show_indexes_match_real() {
     assert_eq!(ours_files, files(&src), "index files differ");
     // delete
     ours.ok(&src, &["static-delta", "delete", &v1]);
-    assert_eq!(ours.ok(&src, &["static-delta", "list"]), format!("{v1}-{v2}"));
-    assert_eq!(real.ok(&src, &["static-delta", "list"]), format!("{v1}-{v2}"));
+    assert_eq!(
+        ours.ok(&src, &["static-delta", "list"]),
+        format!("{v1}-{v2}")
+    );
+    assert_eq!(
+        real.ok(&src, &["static-delta", "list"]),
+        format!("{v1}-{v2}")
+    );
     let r = ours.fails(&src, &["static-delta", "delete", &v1]);
     assert!(r.err().contains("Can't find delta"), "{}", r.describe());
     let r = ours.fails(&src, &["static-delta", "show", "GARBAGE"]);
     assert!(r.err().contains("Invalid rev GARBAGE"), "{}", r.describe());
-    let out = ours.ok(&src, &["static-delta", "generate", "--if-not-exists", &format!("--from={v1}"), &format!("--to={v2}")]);
+    let out = ours.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            "--if-not-exists",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+        ],
+    );
     assert!(out.contains("already exists"), "{out}");
 }
 
@@ -231,19 +349,42 @@ fn corrupted_deltas_fail_cleanly() {
     let (v1, v2) = make_repo(&real, tmp.path());
     let src = tmp.path().join("src-repo");
     let name = format!("{v1}-{v2}");
-    real.ok(&src, &["static-delta", "generate", &format!("--from={v1}"), &format!("--to={v2}")]);
+    real.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+        ],
+    );
     let good = delta_dir(&real, &src, &name);
     let part = std::fs::read(good.join("0")).expect("part");
     let sb = std::fs::read(good.join("superblock")).expect("superblock");
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, &str)> = vec![
-        ("flipped part byte", sb.clone(), {
-            let mut p = part.clone();
-            let n = p.len() / 2;
-            p[n] ^= 1;
-            p
-        }, "Checksum mismatch"),
-        ("truncated part", sb.clone(), part[..part.len() - 10].to_vec(), "size"),
-        ("truncated superblock", sb[..sb.len() / 2].to_vec(), part.clone(), "superblock"),
+        (
+            "flipped part byte",
+            sb.clone(),
+            {
+                let mut p = part.clone();
+                let n = p.len() / 2;
+                p[n] ^= 1;
+                p
+            },
+            "Checksum mismatch",
+        ),
+        (
+            "truncated part",
+            sb.clone(),
+            part[..part.len() - 10].to_vec(),
+            "size",
+        ),
+        (
+            "truncated superblock",
+            sb[..sb.len() / 2].to_vec(),
+            part.clone(),
+            "superblock",
+        ),
         ("empty superblock", Vec::new(), part.clone(), "superblock"),
     ];
     for (what, s, p, expect) in cases {
@@ -263,5 +404,10 @@ fn corrupted_deltas_fail_cleanly() {
     let c = tmp.path().join("fresh");
     real.init(&c, "bare-user");
     let r = ours.fails(&c, &["static-delta", "apply-offline", path_str(&good)]);
-    assert!(r.err().contains("which is the delta source, is not in repository"), "{}", r.describe());
+    assert!(
+        r.err()
+            .contains("which is the delta source, is not in repository"),
+        "{}",
+        r.describe()
+    );
 }
