@@ -465,6 +465,54 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn no_signer(_: &SignerConfig) -> Result<Box<dyn Signer>> {
+        Err(Error::Other("test".into()))
+    }
+    fn no_verifier(_: &VerifierConfig) -> Result<Box<dyn Verifier>> {
+        Err(Error::Other("test".into()))
+    }
+    static X: SignerPlugin = SignerPlugin {
+        name: "x",
+        description: "X",
+        metadata_key: "ostree.sign.x",
+        signer: no_signer,
+        verifier: no_verifier,
+        keyring: None,
+    };
+    static X2: SignerPlugin = SignerPlugin {
+        name: "X",
+        description: "X again",
+        metadata_key: "ostree.sign.x",
+        signer: no_signer,
+        verifier: no_verifier,
+        keyring: None,
+    };
+
+    #[test]
+    fn registry_rules() {
+        let mut r = Registry::new();
+        r.register_signer(&X);
+        assert_eq!(r.signer_names(), vec!["x"]);
+        let e = r.signer_plugin("nosuchsystem").unwrap_err().to_string();
+        assert!(
+            e.starts_with("Requested signature type is not implemented"),
+            "{e}"
+        );
+        assert!(e.contains("available: x"), "{e}");
+        r.register_signer(&X2);
+        assert!(matches!(
+            r.signer_plugin("x"),
+            Err(Error::DuplicatePlugin { .. })
+        ));
+        assert!(r.check().is_err());
+        fn _object_safe(_: &dyn Signer, _: &dyn Verifier, _: &dyn Keyring) {}
+    }
+
+    #[test]
+    fn dummy_is_registered_in_core() {
+        assert!(Registry::global().signer_plugin("dummy").is_ok());
+    }
+
     #[test]
     fn append_and_read_signatures() {
         let mut md = Metadata::new();

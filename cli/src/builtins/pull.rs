@@ -105,6 +105,9 @@ pub fn pull(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             ..PullOptions::default()
         };
         let stats = ostree_core::pull::pull(&repo, &remote, opts).await?;
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            print!("{}", super::sign::pull_gpg_results(&stats)); // ostree: on a tty only
+        }
         if !inv.flag("dry-run") {
             println!("{}", stats.status_line());
         }

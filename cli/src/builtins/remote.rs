@@ -218,7 +218,7 @@ pub fn remote_summary(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>>
         }
         let name = &args[0];
         let opts = pull_opts_for(&inv, dir);
-        let (summary, _sig) = ostree_core::pull::remote_summary_bytes(&repo, name, &opts).await?;
+        let (summary, sig) = ostree_core::pull::remote_summary_bytes(&repo, name, &opts).await?;
         let Some(summary) = summary else {
             bail!("Remote refs not available; server has no summary file");
         };
@@ -244,6 +244,12 @@ pub fn remote_summary(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>>
                 println!("  {d}");
             }
         }
+        let dir = RemotesDir::detect(&repo);
+        print!(
+            "{}",
+            super::sign::remote_summary_signatures(&repo, &dir, name, &summary, sig.as_deref())
+                .await?
+        );
         Ok(())
     })
 }

@@ -418,3 +418,54 @@ pub fn remote_gpg_list_keys(inv: Invocation) -> BoxFuture<'static, anyhow::Resul
         Ok(())
     })
 }
+
+/// What `ostree remote summary` prints after the summary for a remote with
+/// `gpg-verify-summary=true`: a blank line and `GPG: Verification enabled, found N
+/// signature(s):` with each signature described. Empty otherwise.
+pub async fn remote_summary_signatures(
+    repo: &Repo,
+    dir: &RemotesDir,
+    name: &str,
+    summary: &[u8],
+    sig: Option<&[u8]>,
+) -> anyhow::Result<String> {
+    let remote = repo.remote(dir, name).await?;
+    let Some(sig) = sig else {
+        return Ok(String::new());
+    };
+    if !remote.get_bool("gpg-verify-summary", false)? {
+        return Ok(String::new());
+    }
+    let cfg =
+        policy::gpg_verifier_config(repo, dir, policy::GpgScope::Remote(name), None, None).await?;
+    let v = registry().build_verifier(GPG, &cfg)?;
+    let md = ostree_core::sign::parse_signature_metadata(sig);
+    let r = policy::gpg_verify_metadata(v.as_ref(), summary, Some(&md))?;
+    let n = r.signatures.len();
+    let mut s = format!(
+        "\nGPG: Verification enabled, found {n} signature{}:\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for sig in &r.signatures {
+        s.push('\n');
+        s.push_str(&ostree_core::sign::describe_signature(sig, "  "));
+    }
+    Ok(s)
+}
+
+/// What `ostree pull` prints for each GPG-verified commit (its `gpg-verify-result` handler).
+pub fn pull_gpg_results(stats: &ostree_core::pull::PullStats) -> String {
+    let mut s = String::new();
+    for (_, r) in &stats.gpg_reports {
+        let n = r.signatures.len();
+        s.push_str(&format!(
+            "\nGPG: Verification enabled, found {n} signature{}:\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        for sig in &r.signatures {
+            s.push('\n');
+            s.push_str(&ostree_core::sign::describe_signature(sig, "  "));
+        }
+    }
+    s
+}

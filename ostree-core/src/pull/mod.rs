@@ -174,6 +174,8 @@ pub struct PullStats {
     pub elapsed: Duration,
     /// Refs updated: (store ref name, new commit).
     pub refs_updated: Vec<(String, Checksum)>,
+    /// GPG verification reports of the commits pulled, in order.
+    pub gpg_reports: Vec<(Checksum, crate::sign::VerifyReport)>,
 }
 
 /// `g_format_size` (SI units, one decimal).
@@ -794,6 +796,11 @@ async fn run_targets(
             .load(Ordering::Relaxed),
         ..Default::default()
     };
+    if let Some(v) = &opts.verification
+        && let Ok(g) = v.gpg_reports.lock()
+    {
+        stats.gpg_reports = g.clone();
+    }
     if opts.dry_run {
         return Ok(stats);
     }

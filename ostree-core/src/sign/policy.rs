@@ -340,6 +340,8 @@ pub struct PullVerification {
     pub commit: Option<Vec<Box<dyn Verifier>>>,
     /// `sign-verify-summary`: the summary needs a valid signature from one of these.
     pub summary: Option<Vec<Box<dyn Verifier>>>,
+    /// The GPG reports of the commits verified so far (what `ostree pull` prints).
+    pub gpg_reports: std::sync::Mutex<Vec<(Checksum, VerifyReport)>>,
 }
 
 impl PullVerification {
@@ -378,6 +380,7 @@ impl PullVerification {
             gpg_summary,
             commit: remote_signapi_verifiers(registry, remote, "sign-verify")?,
             summary: remote_signapi_verifiers(registry, remote, "sign-verify-summary")?,
+            gpg_reports: Default::default(),
         })
     }
 
@@ -409,6 +412,9 @@ impl PullVerification {
             let r = gpg_verify_metadata(v, commit, detached)
                 .and_then(|r| r.require_valid().map(|_| r))
                 .map_err(|e| Error::BadSignature(format!("Commit {csum}: {e}")))?;
+            if let Ok(mut g) = self.gpg_reports.lock() {
+                g.push((*csum, r.clone()));
+            }
             for s in &r.signatures {
                 out.push_str(&super::describe_signature(s, "GPG: "));
             }
