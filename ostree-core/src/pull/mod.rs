@@ -862,6 +862,11 @@ async fn pull_from_repo(
             .map(|(n, _)| n["heads/".len()..].to_string())
             .collect();
     }
+    if let Some(v) = &opts.verification
+        && v.verifies_summary()
+    {
+        verify::verify_local_summary(src, v).await?;
+    }
     let ref_remote = if opts.mirror {
         None
     } else {

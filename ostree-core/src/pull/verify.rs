@@ -100,3 +100,19 @@ pub(super) async fn fetch_verified_summary(
     }
     Ok(Some(summary_bytes))
 }
+
+/// The summary of a local source repository (`pull-local`, `file://` remotes), verified as a
+/// pull verifies a remote's.
+pub(super) async fn verify_local_summary(src: &Repo, v: &PullVerification) -> Result<()> {
+    let summary = src.store().read_file("summary").await?;
+    let sig = src.store().read_file("summary.sig").await?;
+    match summary {
+        Some(s) => v.verify_summary(&s, sig.as_deref()),
+        None if v.gpg_summary => Err(Error::not_found(
+            "GPG verification enabled, but no summary found (use gpg-verify-summary=false in remote config to disable)",
+        )),
+        None => Err(Error::BadSignature(
+            "Signatures verification enabled, but no summary found (use sign-verify-summary=false in remote config to disable)".into(),
+        )),
+    }
+}

@@ -346,8 +346,9 @@ pub struct PullVerification {
 
 impl PullVerification {
     /// The policy of `remote` (`gpg_verify`/`gpg_verify_summary` override its options, as
-    /// pull's `--gpg-verify` flags do). `file://` remotes are never GPG-verified, as in
-    /// ostree, but `sign-verify` still applies.
+    /// pull's `--gpg-verify` flags do). A named remote is verified whatever its URL (only a
+    /// bare `file://` URL given instead of a remote name is exempt, as in ostree: such pulls
+    /// have no remote and so no policy).
     pub async fn for_remote(
         repo: &Repo,
         dir: &RemotesDir,
@@ -357,10 +358,9 @@ impl PullVerification {
         registry: Option<&Registry>,
     ) -> Result<Self> {
         let registry = registry_or_global(registry);
-        let is_file = remote.get("url").is_some_and(|u| u.starts_with("file://"));
         let gpg_commits = match gpg_verify {
             Some(v) => v,
-            None => !is_file && remote.get_bool("gpg-verify", true)?,
+            None => remote.get_bool("gpg-verify", true)?,
         };
         let gpg_summary = match gpg_verify_summary {
             Some(v) => v,
