@@ -17,23 +17,35 @@
 //! | `bare-user` | writer-owned, mode `(mode & 0775) \| 0400`, mtime 0, real metadata in `user.ostreemeta` | regular 0644 file holding target + NUL, mtime 0, `user.ostreemeta` |
 //! | `bare-user-only` | writer-owned, mode `mode & 0775` (other bits refused, as ostree), mtime 0 | real symlink |
 //!
-//! ## Durability: staging, then publish
+//! ## Durability: hold, then publish
 //!
 //! A crash at any instant never leaves a partial or non-durable object under `objects/`:
 //!
-//! * each handle writes into its own `tmp/staging-rs-<random>/`, locked with an OFD lock on
-//!   `tmp/staging-rs-<random>-lock` (the protocol ostree uses for its staging directories, so a
-//!   real ostree running at the same time leaves a live one alone and removes a dead one);
-//! * [`put`](ostree_core::store::ObjectStore::put) writes a complete file there and remembers
-//!   the key, so this handle sees the object at once;
-//! * [`sync`](ostree_core::store::ObjectStore::sync) takes the staged set, `syncfs`, renames
-//!   each file into `objects/XX/` (no-replace), then `syncfs` again so the renames are durable
-//!   before any ref moves;
-//! * dropping a handle without `sync` removes its staging directory; dead ones (of crashed
-//!   processes) are removed when a repository is opened.
+//! * [`put`](ostree_core::store::ObjectStore::put) writes content objects, dirmeta and dirtree
+//!   objects as *unnamed* files (`O_TMPFILE`) created directly in their fan-out directory
+//!   `objects/XX/`, and holds their descriptors: the object is visible at once to this handle
+//!   and to nobody else, and a crash or a dropped handle makes the kernel free the file;
+//! * [`sync`](ostree_core::store::ObjectStore::sync) takes the pending set, `syncfs`, gives each
+//!   file its name with `linkat` (never replacing; via `AT_EMPTY_PATH` where allowed, else
+//!   `/proc/self/fd/N`), then `syncfs` again so the names are durable before any ref moves;
+//! * objects are published in dependency order: content, dirmeta, dirtree (each type in put
+//!   order, so trees written bottom-up appear bottom-up), then commits and detached metadata.
+//!   A kill between two links never leaves a visible commit whose tree is not visible;
+//! * a handle holds at most [`FsStore::set_held_file_limit`] unnamed files (default: a quarter
+//!   of the soft `RLIMIT_NOFILE`, at most 4096). Past that, pending content and trees are made
+//!   durable and published early, in the same order; commits never are.
 //!
-//! With `core.fsync=false` objects are renamed into place as soon as written; with
-//! `core.per-object-fsync=true` each object is fsynced and renamed at once (ostree's option).
+//! Symlinks of `bare`/`bare-user-only`, commits, tombstones and detached metadata (and every
+//! object when the filesystem has no `O_TMPFILE`, or unnamed files cannot be linked) are
+//! written under a name in the handle's own `tmp/staging-rs-<random>/` and renamed into place
+//! by sync, in the same order. That directory is locked with an OFD lock on
+//! `tmp/staging-rs-<random>-lock` (the protocol ostree uses for its staging directories, so a
+//! real ostree running at the same time leaves a live one alone and removes a dead one); it is
+//! removed with the handle, and dead ones (of crashed processes) when a repository is opened.
+//! Asking for the [`local_path`] of a held object names it there.
+//!
+//! With `core.fsync=false` objects are linked into place as soon as written; with
+//! `core.per-object-fsync=true` each object is fsynced and linked at once (ostree's option).
 //! The staging lock file is dated in 2100: ostree's `tmp/` cleanup deletes unknown files older
 //! than a day but skips files "from the future", so a long-lived handle keeps its lock.
 //!
@@ -56,6 +68,7 @@
 mod deflate;
 mod lock;
 mod objects;
+mod pending;
 mod refs;
 mod store;
 mod util;

@@ -5,7 +5,8 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -21,7 +22,8 @@ use rustix::fs::{AtFlags, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use crate::deflate;
-use crate::store::{Inner, Staging, staged_name};
+use crate::pending::{HeldReader, PendingFile, rank};
+use crate::store::{Inner, Loc, Staging, staged_name};
 use crate::util::{self, io_err};
 use crate::xattr::{self, Target};
 
@@ -76,8 +78,29 @@ fn create_file(dir: BorrowedFd<'_>, name: &str, mode: u32) -> rustix::io::Result
     )
 }
 
+/// Open a content source file, checking it still has the size core hashed.
+fn open_source(p: &Path, size: u64) -> Result<File> {
+    let input = File::open(p).map_err(|e| Error::io_path("opening", p, e))?;
+    let len = input
+        .metadata()
+        .map_err(|e| Error::io_path("stat", p, e))?
+        .len();
+    if len != size {
+        return Err(changed(size, len));
+    }
+    Ok(input)
+}
+
 fn is_symlink_mode(m: u32) -> bool {
     m & S_IFMT == S_IFLNK
+}
+
+/// What a put writes into a new file.
+enum Body {
+    /// Exact bytes: metadata objects, and `.filez` given whole to an archive store.
+    Plain(Bytes),
+    /// A content object, to store in this repository's representation.
+    Content { meta: FileMeta, size: u64, src: Src },
 }
 
 impl Inner {
@@ -111,34 +134,85 @@ impl Inner {
         if !replace && self.has_sync(key)? {
             return Ok(());
         }
+        let body = match data {
+            ObjectWrite::Meta(b) => Body::Plain(b),
+            ObjectWrite::Archived(b) if self.mode.is_archive() => Body::Plain(b),
+            ObjectWrite::Archived(b) => {
+                let (meta, size, reader) = read_archived(io::Cursor::new(b))?;
+                Body::Content {
+                    meta,
+                    size,
+                    src: Src::Reader(reader),
+                }
+            }
+            ObjectWrite::Content { meta, size, source } => Body::Content {
+                meta,
+                size,
+                src: source.into(),
+            },
+        };
+        let perm = match &body {
+            Body::Plain(_) => 0o644,
+            Body::Content { meta, .. } => {
+                meta.validate()?;
+                if meta.is_symlink() && matches!(self.mode, RepoMode::Bare | RepoMode::BareUserOnly)
+                {
+                    // A real symlink: named in the staging directory.
+                    return self.put_named(key, body, replace, 0);
+                }
+                self.file_perm(key, meta)?
+            }
+        };
+        // Content and trees as unnamed files in their fan-out directory. Commits (never
+        // published before sync, and so never held open) and replaced detached metadata are
+        // named in the staging directory.
+        if rank(key.ty) <= rank(ObjectType::DirTree)
+            && let Some(fd) = self.create_unnamed(key, perm)?
+        {
+            let f = File::from(fd);
+            self.fill(&f, key, body)?;
+            let fd = OwnedFd::from(f);
+            return if self.staged_mode() {
+                self.hold(key, PendingFile::Unnamed(Arc::new(fd)), false)
+            } else {
+                self.link_into_place(fd.as_fd(), key)
+            };
+        }
+        self.put_named(key, body, replace, perm)
+    }
+
+    /// Write the object under a name in the staging directory, then hold it until sync (or
+    /// publish it at once when not staging).
+    fn put_named(&self, key: &ObjectKey, body: Body, replace: bool, perm: u32) -> Result<()> {
         let st = self.staging()?;
         let n = st.next_id();
         let tmp = staged_name(n);
-        if let Err(e) = self.write_tmp(st, tmp.as_str(), key, data) {
+        let r = match body {
+            Body::Content { meta, .. }
+                if meta.is_symlink()
+                    && matches!(self.mode, RepoMode::Bare | RepoMode::BareUserOnly) =>
+            {
+                self.write_symlink(st, tmp.as_str(), key, &meta)
+            }
+            body => create_file(st.dir.as_fd(), tmp.as_str(), perm)
+                .map_err(|e| {
+                    io_err(
+                        format!(
+                            "writing object {key} to {}/{}: create",
+                            st.path.display(),
+                            tmp.as_str()
+                        ),
+                        e,
+                    )
+                })
+                .and_then(|fd| self.fill(&File::from(fd), key, body)),
+        };
+        if let Err(e) = r {
             let _ = rustix::fs::unlinkat(&st.dir, tmp.as_str(), AtFlags::empty());
             return Err(e);
         }
         if self.staged_mode() {
-            let old = {
-                let _g = replace.then(|| self.sync_lock.lock().unwrap_or_else(|p| p.into_inner()));
-                let mut m = st.staged();
-                match m.get(key).copied() {
-                    Some(old) if replace => {
-                        m.insert(*key, n);
-                        Some(old)
-                    }
-                    // A concurrent put of the same object won: drop ours.
-                    Some(_) => Some(n),
-                    None => {
-                        m.insert(*key, n);
-                        None
-                    }
-                }
-            };
-            if let Some(old) = old {
-                let _ = rustix::fs::unlinkat(&st.dir, staged_name(old).as_str(), AtFlags::empty());
-            }
-            Ok(())
+            self.hold(key, PendingFile::Named(n), replace)
         } else {
             let r = self.publish(st.dir.as_fd(), tmp.as_str(), key, replace);
             if r.is_err() {
@@ -148,28 +222,32 @@ impl Inner {
         }
     }
 
-    fn write_tmp(&self, st: &Staging, tmp: &str, key: &ObjectKey, data: ObjectWrite) -> Result<()> {
-        let ctx = |what: &str| {
-            format!(
-                "writing object {key} to {}/{tmp}: {what}",
-                st.path.display()
-            )
-        };
-        match data {
-            ObjectWrite::Meta(b) => self
-                .write_plain(st.dir.as_fd(), tmp, &b)
-                .map_err(|e| io_err(ctx("write"), e)),
-            ObjectWrite::Archived(b) if self.mode.is_archive() => self
-                .write_plain(st.dir.as_fd(), tmp, &b)
-                .map_err(|e| io_err(ctx("write"), e)),
-            ObjectWrite::Archived(b) => {
-                let (meta, size, reader) = read_archived(io::Cursor::new(b))?;
-                self.write_content(st, tmp, key, &meta, size, Src::Reader(reader))
+    /// The permissions a content object's file is created with (`bare`: owner-only until its
+    /// metadata is applied).
+    fn file_perm(&self, key: &ObjectKey, meta: &FileMeta) -> Result<u32> {
+        Ok(match self.mode {
+            RepoMode::Archive => 0o644,
+            RepoMode::Bare => 0o600,
+            // Symlinks become regular files holding the target and a NUL, mode 0644.
+            RepoMode::BareUser if meta.is_symlink() => 0o644,
+            RepoMode::BareUser => (meta.mode & 0o775) | 0o400,
+            RepoMode::BareUserOnly => {
+                let bad = (meta.mode & !S_IFMT) & !0o775;
+                if bad != 0 {
+                    return Err(Error::invalid(format!(
+                        "Content object {}: invalid mode 0{:04o} with bits 0{:04o}",
+                        key.checksum, meta.mode, bad
+                    )));
+                }
+                meta.mode & 0o775
             }
-            ObjectWrite::Content { meta, size, source } => {
-                self.write_content(st, tmp, key, &meta, size, source.into())
+            RepoMode::BareSplitXattrs => {
+                return Err(Error::NotImplemented {
+                    operation: "Writing content objects".into(),
+                    implementer: "bare-split-xattrs mode".into(),
+                });
             }
-        }
+        })
     }
 
     fn maybe_fsync(&self, fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
@@ -179,102 +257,53 @@ impl Inner {
         Ok(())
     }
 
-    /// A file holding exactly `data`, mode 0644 (metadata objects; archive `.filez` given whole).
-    fn write_plain(&self, dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> io::Result<()> {
-        let fd = create_file(dir, name, 0o644)?;
-        let mut f = File::from(fd);
-        f.write_all(data)?;
-        rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644))?;
-        self.maybe_fsync(f.as_fd())?;
-        Ok(())
-    }
-
-    fn write_content(
-        &self,
-        st: &Staging,
-        tmp: &str,
-        key: &ObjectKey,
-        meta: &FileMeta,
-        size: u64,
-        src: Src,
-    ) -> Result<()> {
-        meta.validate()?;
-        let dir = st.dir.as_fd();
-        let ctx = |what: &str| {
-            format!(
-                "writing object {key} to {}/{tmp}: {what}",
-                st.path.display()
-            )
+    /// Fill a new regular file (created with [`Inner::file_perm`]) with the object.
+    fn fill(&self, f: &File, key: &ObjectKey, body: Body) -> Result<()> {
+        let ctx = |what: &str| format!("writing object {key} in {}: {what}", self.root.display());
+        let (meta, size, src) = match body {
+            Body::Plain(b) => {
+                let mut w = f;
+                w.write_all(&b).map_err(|e| io_err(ctx("write"), e))?;
+                rustix::fs::fchmod(f, Mode::from_raw_mode(0o644))
+                    .map_err(|e| io_err(ctx("fchmod"), e))?;
+                return self
+                    .maybe_fsync(f.as_fd())
+                    .map_err(|e| io_err(ctx("fsync"), e));
+            }
+            Body::Content { meta, size, src } => (meta, size, src),
         };
         let symlink = meta.is_symlink();
-        let target = meta.symlink_target.as_deref().unwrap_or("");
         match self.mode {
             RepoMode::Archive => {
-                let fd = create_file(dir, tmp, 0o644).map_err(|e| io_err(ctx("create"), e))?;
-                let mut f = File::from(fd);
+                let mut w = f;
                 match src {
                     _ if symlink => {
-                        deflate::write_archived(self.zlib_level, meta, 0, io::empty(), &mut f)?
+                        deflate::write_archived(self.zlib_level, &meta, 0, io::empty(), &mut w)?
                     }
                     Src::Bytes(b) => {
-                        deflate::write_archived(self.zlib_level, meta, size, &b[..], &mut f)?
+                        deflate::write_archived(self.zlib_level, &meta, size, &b[..], &mut w)?
                     }
                     Src::Reader(r) => {
-                        deflate::write_archived(self.zlib_level, meta, size, r, &mut f)?
+                        deflate::write_archived(self.zlib_level, &meta, size, r, &mut w)?
                     }
                     Src::Path(p) => {
-                        let input = File::open(&p).map_err(|e| Error::io_path("opening", &p, e))?;
-                        let len = input
-                            .metadata()
-                            .map_err(|e| Error::io_path("stat", &p, e))?
-                            .len();
-                        if len != size {
-                            return Err(changed(size, len));
-                        }
-                        deflate::write_archived(self.zlib_level, meta, size, input, &mut f)?
+                        let input = open_source(&p, size)?;
+                        deflate::write_archived(self.zlib_level, &meta, size, input, &mut w)?
                     }
                 }
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(0o644))
+                rustix::fs::fchmod(f, Mode::from_raw_mode(0o644))
                     .map_err(|e| io_err(ctx("fchmod"), e))?;
-                self.maybe_fsync(f.as_fd())
-                    .map_err(|e| io_err(ctx("fsync"), e))?;
-            }
-            RepoMode::Bare | RepoMode::BareUserOnly if symlink => {
-                rustix::fs::symlinkat(target, dir, tmp).map_err(|e| io_err(ctx("symlinkat"), e))?;
-                if self.mode == RepoMode::Bare {
-                    rustix::fs::chownat(
-                        dir,
-                        tmp,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io_err(ctx("fchownat"), e))?;
-                    if !meta.xattrs.is_empty() {
-                        let path = st.path.join(tmp);
-                        for (k, v) in &meta.xattrs {
-                            xattr::set(Target::Link(&path), k, v).map_err(|e| {
-                                io_err(
-                                    ctx(&format!("lsetxattr({})", String::from_utf8_lossy(k))),
-                                    e,
-                                )
-                            })?;
-                        }
-                    }
-                }
             }
             RepoMode::Bare => {
-                let fd = create_file(dir, tmp, 0o600).map_err(|e| io_err(ctx("create"), e))?;
-                let f = File::from(fd);
-                self.copy_in(&f, src, size, &ctx)?;
+                self.copy_in(f, src, size, &ctx)?;
                 // Ownership, then mode (chown clears setuid bits), then xattrs: ostree's order.
                 rustix::fs::fchown(
-                    &f,
+                    f,
                     Some(Uid::from_raw(meta.uid)),
                     Some(Gid::from_raw(meta.gid)),
                 )
                 .map_err(|e| io_err(ctx("fchown"), e))?;
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(meta.mode & 0o7777))
+                rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode & 0o7777))
                     .map_err(|e| io_err(ctx("fchmod"), e))?;
                 for (k, v) in &meta.xattrs {
                     xattr::set(Target::Fd(f.as_fd()), k, v).map_err(|e| {
@@ -285,57 +314,79 @@ impl Inner {
                     })?;
                 }
                 zero_mtime(f.as_fd()).map_err(|e| io_err(ctx("futimens"), e))?;
-                self.maybe_fsync(f.as_fd())
-                    .map_err(|e| io_err(ctx("fsync"), e))?;
             }
             RepoMode::BareUser => {
-                // Symlinks become regular files holding the target and a NUL, mode 0644.
-                let file_mode = if symlink {
-                    0o644
-                } else {
-                    (meta.mode & 0o775) | 0o400
-                };
-                let fd = create_file(dir, tmp, file_mode).map_err(|e| io_err(ctx("create"), e))?;
-                let f = File::from(fd);
+                let file_mode = self.file_perm(key, &meta)?;
                 if symlink {
+                    let target = meta.symlink_target.as_deref().unwrap_or("");
                     let mut buf = Vec::with_capacity(target.len() + 1);
                     buf.extend_from_slice(target.as_bytes());
                     buf.push(0);
-                    (&f).write_all(&buf).map_err(|e| io_err(ctx("write"), e))?;
+                    let mut w = f;
+                    w.write_all(&buf).map_err(|e| io_err(ctx("write"), e))?;
                 } else {
-                    self.copy_in(&f, src, size, &ctx)?;
+                    self.copy_in(f, src, size, &ctx)?;
                 }
-                xattr::set(Target::Fd(f.as_fd()), OSTREEMETA, &bare_user_meta(meta))
+                xattr::set(Target::Fd(f.as_fd()), OSTREEMETA, &bare_user_meta(&meta))
                     .map_err(|e| io_err(ctx("fsetxattr(user.ostreemeta)"), e))?;
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(file_mode))
+                rustix::fs::fchmod(f, Mode::from_raw_mode(file_mode))
                     .map_err(|e| io_err(ctx("fchmod"), e))?;
                 zero_mtime(f.as_fd()).map_err(|e| io_err(ctx("futimens"), e))?;
-                self.maybe_fsync(f.as_fd())
-                    .map_err(|e| io_err(ctx("fsync"), e))?;
             }
             RepoMode::BareUserOnly => {
-                let bad = (meta.mode & !S_IFMT) & !0o775;
-                if bad != 0 {
-                    return Err(Error::invalid(format!(
-                        "Content object {}: invalid mode 0{:04o} with bits 0{:04o}",
-                        key.checksum, meta.mode, bad
-                    )));
-                }
-                let perm = meta.mode & 0o775;
-                let fd = create_file(dir, tmp, perm).map_err(|e| io_err(ctx("create"), e))?;
-                let f = File::from(fd);
-                self.copy_in(&f, src, size, &ctx)?;
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(perm))
+                let perm = self.file_perm(key, &meta)?;
+                self.copy_in(f, src, size, &ctx)?;
+                rustix::fs::fchmod(f, Mode::from_raw_mode(perm))
                     .map_err(|e| io_err(ctx("fchmod"), e))?;
                 zero_mtime(f.as_fd()).map_err(|e| io_err(ctx("futimens"), e))?;
-                self.maybe_fsync(f.as_fd())
-                    .map_err(|e| io_err(ctx("fsync"), e))?;
             }
             RepoMode::BareSplitXattrs => {
                 return Err(Error::NotImplemented {
                     operation: "Writing content objects".into(),
                     implementer: "bare-split-xattrs mode".into(),
                 });
+            }
+        }
+        self.maybe_fsync(f.as_fd())
+            .map_err(|e| io_err(ctx("fsync"), e))
+    }
+
+    /// A real symlink named `tmp` in the staging directory (`bare`, `bare-user-only`).
+    fn write_symlink(
+        &self,
+        st: &Staging,
+        tmp: &str,
+        key: &ObjectKey,
+        meta: &FileMeta,
+    ) -> Result<()> {
+        let dir = st.dir.as_fd();
+        let ctx = |what: &str| {
+            format!(
+                "writing object {key} to {}/{tmp}: {what}",
+                st.path.display()
+            )
+        };
+        let target = meta.symlink_target.as_deref().unwrap_or("");
+        rustix::fs::symlinkat(target, dir, tmp).map_err(|e| io_err(ctx("symlinkat"), e))?;
+        if self.mode == RepoMode::Bare {
+            rustix::fs::chownat(
+                dir,
+                tmp,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err(ctx("fchownat"), e))?;
+            if !meta.xattrs.is_empty() {
+                let path = st.path.join(tmp);
+                for (k, v) in &meta.xattrs {
+                    xattr::set(Target::Link(&path), k, v).map_err(|e| {
+                        io_err(
+                            ctx(&format!("lsetxattr({})", String::from_utf8_lossy(k))),
+                            e,
+                        )
+                    })?;
+                }
             }
         }
         Ok(())
@@ -361,14 +412,7 @@ impl Inner {
                 Ok(())
             }
             Src::Path(p) => {
-                let input = File::open(&p).map_err(|e| Error::io_path("opening", &p, e))?;
-                let len = input
-                    .metadata()
-                    .map_err(|e| Error::io_path("stat", &p, e))?
-                    .len();
-                if len != size {
-                    return Err(changed(size, len));
-                }
+                let input = open_source(&p, size)?;
                 if size == 0 {
                     return Ok(());
                 }
@@ -420,19 +464,15 @@ impl Inner {
     }
 
     fn read_whole(&self, key: &ObjectKey) -> Result<Bytes> {
-        let fd = self
-            .with_obj(key, |dir, name, _| {
-                rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            })
-            .map_err(|e| {
-                io_err(
-                    format!("opening object {key} in {}", self.root.display()),
-                    e,
-                )
-            })?
-            .ok_or_else(|| Inner::not_found(key))?;
-        let mut f = File::from(fd);
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let staged = match self.locate(key) {
+            Loc::Held(fd) => Some(ObjFile::Held(HeldReader::new(fd))),
+            Loc::Staged(n) => self.open_named(key, Some(n))?,
+            Loc::Objects => self.open_named(key, None)?,
+        };
+        let mut f = staged.ok_or_else(|| Inner::not_found(key))?;
+        let len = rustix::fs::fstat(f.as_fd())
+            .map(|m| m.st_size as u64)
+            .unwrap_or(0);
         let mut v = Vec::with_capacity(len as usize);
         f.read_to_end(&mut v).map_err(|e| {
             io_err(
@@ -441,6 +481,20 @@ impl Inner {
             )
         })?;
         Ok(Bytes::from(v))
+    }
+
+    /// Open a named object for reading (see [`Inner::with_named`]).
+    fn open_named(&self, key: &ObjectKey, staged: Option<u64>) -> Result<Option<ObjFile>> {
+        self.with_named(key, staged, |dir, name, _| {
+            rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        })
+        .map(|o| o.map(|fd| ObjFile::File(File::from(fd))))
+        .map_err(|e| {
+            io_err(
+                format!("opening object {key} in {}", self.root.display()),
+                e,
+            )
+        })
     }
 
     /// The stored bytes (metadata, or `.filez` in archive mode).
@@ -459,17 +513,23 @@ impl Inner {
                 self.root.display()
             )
         };
-        let corrupt = |what: &str| {
-            Error::corrupted(format!("Corrupted file object {}: {what}", key.checksum))
-        };
         if self.mode == RepoMode::BareSplitXattrs {
             return Err(Error::NotImplemented {
                 operation: "Reading content objects".into(),
                 implementer: "bare-split-xattrs mode".into(),
             });
         }
+        let staged = match self.locate(key) {
+            Loc::Held(fd) => {
+                let st = rustix::fs::fstat(&*fd).map_err(|e| io_err(ctx(), e))?;
+                return self
+                    .content_from(key, Opened::File(ObjFile::Held(HeldReader::new(fd)), st));
+            }
+            Loc::Staged(n) => Some(n),
+            Loc::Objects => None,
+        };
         let opened = self
-            .with_obj(key, |dir, name, path| {
+            .with_named(key, staged, |dir, name, path| {
                 match rustix::fs::openat(
                     dir,
                     name,
@@ -478,7 +538,7 @@ impl Inner {
                 ) {
                     Ok(fd) => {
                         let st = rustix::fs::fstat(&fd)?;
-                        Ok(Opened::File(File::from(fd), st))
+                        Ok(Opened::File(ObjFile::File(File::from(fd)), st))
                     }
                     // O_NOFOLLOW on a symlink.
                     Err(Errno::LOOP) => {
@@ -491,6 +551,21 @@ impl Inner {
             })
             .map_err(|e| io_err(ctx(), e))?
             .ok_or_else(|| Inner::not_found(key))?;
+        self.content_from(key, opened)
+    }
+
+    /// Decode an opened content object.
+    fn content_from(&self, key: &ObjectKey, opened: Opened) -> Result<ObjectRead> {
+        let ctx = || {
+            format!(
+                "Opening content object {} in {}",
+                key.checksum,
+                self.root.display()
+            )
+        };
+        let corrupt = |what: &str| {
+            Error::corrupted(format!("Corrupted file object {}: {what}", key.checksum))
+        };
         let link_target =
             |t: Vec<u8>| String::from_utf8(t).map_err(|_| corrupt("symlink target is not UTF-8"));
         let content = match (self.mode, opened) {
@@ -614,6 +689,30 @@ impl Inner {
 }
 
 enum Opened {
-    File(File, Stat),
+    File(ObjFile, Stat),
     Link(Stat, Vec<u8>, PathBuf),
+}
+
+/// An object file open for reading: named, or held unnamed by this handle.
+enum ObjFile {
+    File(File),
+    Held(HeldReader),
+}
+
+impl AsFd for ObjFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ObjFile::File(f) => f.as_fd(),
+            ObjFile::Held(h) => h.fd(),
+        }
+    }
+}
+
+impl Read for ObjFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ObjFile::File(f) => f.read(buf),
+            ObjFile::Held(h) => h.read(buf),
+        }
+    }
 }

@@ -1,12 +1,12 @@
 //! [`FsStore`]: opening and creating repositories, the staging directory, and the
 //! [`ObjectStore`] implementation (which hands heavy I/O to the blocking pool).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::lock::{LockFile, LockKind, ofd_lock};
+use crate::pending::{LinkVia, PendingFile, PendingSet};
 use crate::util::{self, FanoutSet, HexName, ObjName, io_err};
 
 /// Prefix of our staging directories under `tmp/`. Real ostree removes any unlocked
@@ -31,9 +32,10 @@ pub(crate) const STAGING_PREFIX: &str = "staging-rs-";
 
 /// A local-directory OSTree repository in any mode, byte-compatible with ostree 2022.7.
 ///
-/// Open with [`FsStore::open`] (or through the registry with a `file://` URL). Puts are staged
-/// in a private `tmp/staging-rs-*` directory and published into `objects/` by
-/// [`ObjectStore::sync`] after a `syncfs`; see the crate docs for the durability design.
+/// Open with [`FsStore::open`] (or through the registry with a `file://` URL). Puts are held
+/// as unnamed files (or named in a private `tmp/staging-rs-*` directory) and published into
+/// `objects/` by [`ObjectStore::sync`] after a `syncfs`; see the crate docs for the durability
+/// design.
 pub struct FsStore {
     pub(crate) inner: Arc<Inner>,
 }
@@ -55,7 +57,17 @@ pub(crate) struct Inner {
     pub(crate) fanout: FanoutSet,
     staging: OnceLock<Staging>,
     staging_init: Mutex<()>,
-    /// Held while staged objects are published (and by anything removing staged files).
+    /// Objects put but not yet published (staged mode only).
+    pending: Mutex<PendingSet>,
+    /// Put order of pending objects.
+    pub(crate) seq: AtomicU64,
+    /// How unnamed files are linked (probed at the first put).
+    pub(crate) link_via: OnceLock<LinkVia>,
+    /// `O_TMPFILE` failed in `objects/`: write named files only.
+    pub(crate) no_tmpfile: AtomicBool,
+    /// Unnamed files held before pending objects are published early.
+    pub(crate) unnamed_limit: AtomicUsize,
+    /// Held while pending objects are published (and by anything removing staged files).
     pub(crate) sync_lock: Mutex<()>,
     /// A put happened since the last `sync` (which then owes a `syncfs` even with nothing
     /// staged).
@@ -73,8 +85,6 @@ pub(crate) struct Staging {
     pub(crate) dir: OwnedFd,
     pub(crate) path: PathBuf,
     lock: LockFile,
-    /// Objects put but not yet published: key → number of the staged file (`o<hex>`).
-    pub(crate) staged: Mutex<HashMap<ObjectKey, u64>>,
     counter: AtomicU64,
 }
 
@@ -82,14 +92,26 @@ impl Staging {
     pub(crate) fn next_id(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
-    pub(crate) fn staged(&self) -> MutexGuard<'_, HashMap<ObjectKey, u64>> {
-        self.staged.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
-/// Publishes a run of staged objects (key, staged file number): returns those published and
-/// the first error. Called from several threads for a large group.
-type PublishFn<'a> = dyn Fn(&[(ObjectKey, u64)]) -> (Vec<(ObjectKey, u64)>, Result<()>) + Sync + 'a;
+/// Where an object is, as far as this handle knows.
+pub(crate) enum Loc {
+    /// Pending, in an unnamed file held open.
+    Held(Arc<OwnedFd>),
+    /// Pending, as staged file number `n` (may have been published meanwhile).
+    Staged(u64),
+    /// Not pending: in `objects/`, or missing.
+    Objects,
+}
+
+/// How many unnamed files a handle holds before publishing early: a quarter of the soft
+/// `RLIMIT_NOFILE`, between 16 and 4096.
+fn default_unnamed_limit() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4 * 4096);
+    (soft / 4).clamp(16, 4096) as usize
+}
 
 /// The name of staged object number `n`.
 pub(crate) fn staged_name(n: u64) -> HexName {
@@ -377,6 +399,11 @@ impl FsStore {
                 fanout: FanoutSet::default(),
                 staging: OnceLock::new(),
                 staging_init: Mutex::new(()),
+                pending: Mutex::new(PendingSet::default()),
+                seq: AtomicU64::new(0),
+                link_via: OnceLock::new(),
+                no_tmpfile: AtomicBool::new(false),
+                unnamed_limit: AtomicUsize::new(default_unnamed_limit()),
                 sync_lock: Mutex::new(()),
                 dirty: AtomicBool::new(false),
                 no_reflink: AtomicBool::new(false),
@@ -393,6 +420,13 @@ impl FsStore {
     /// Whether writes are made durable (`core.fsync`, or the open option).
     pub fn fsync_enabled(&self) -> bool {
         self.inner.fsync
+    }
+
+    /// How many unnamed object files this handle may hold open before it publishes pending
+    /// content and trees early (default: a quarter of the soft `RLIMIT_NOFILE`, between 16
+    /// and 4096). Commits are never published early.
+    pub fn set_held_file_limit(&self, n: usize) {
+        self.inner.unnamed_limit.store(n, Ordering::Relaxed);
     }
 }
 
@@ -496,7 +530,6 @@ impl Inner {
                 name,
                 dir,
                 lock,
-                staged: Mutex::new(HashMap::new()),
                 counter: AtomicU64::new(0),
             });
         }
@@ -508,126 +541,6 @@ impl Inner {
 
     pub(crate) fn staging_if_exists(&self) -> Option<&Staging> {
         self.staging.get()
-    }
-
-    /// Make staged objects durable, then visible in `objects/`.
-    pub(crate) fn sync_blocking(&self) -> Result<()> {
-        if !self.fsync {
-            return Ok(());
-        }
-        let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Any put since the last sync, even one that found the object already there: another
-        // handle may have published it without having made the rename durable yet.
-        let had_puts = self.dirty.swap(false, Ordering::AcqRel);
-        let syncfs_objects = || {
-            rustix::fs::syncfs(&self.objects_fd)
-                .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))
-        };
-        let batch: Vec<(ObjectKey, u64)> = match self.staging.get() {
-            Some(st) if !self.per_object_fsync => {
-                st.staged().iter().map(|(k, n)| (*k, *n)).collect()
-            }
-            _ => Vec::new(),
-        };
-        if batch.is_empty() {
-            return if had_puts { syncfs_objects() } else { Ok(()) };
-        }
-        let st = self.staging.get().expect("objects were staged");
-        // Everything in the batch was completely written before we took it: one syncfs makes
-        // all of it durable before any of it becomes visible.
-        rustix::fs::syncfs(&st.dir)
-            .map_err(|e| io_err(format!("syncfs({})", self.root.display()), e))?;
-        // Renames in different fan-out directories proceed in parallel in the kernel.
-        let publish_all = |part: &[(ObjectKey, u64)]| -> (Vec<(ObjectKey, u64)>, Result<()>) {
-            let mut done = Vec::with_capacity(part.len());
-            for (key, n) in part {
-                let name = staged_name(*n);
-                let replace = key.ty == ObjectType::CommitMeta;
-                if let Err(e) = self.publish(st.dir.as_fd(), name.as_str(), key, replace) {
-                    return (done, Err(e));
-                }
-                done.push((*key, *n));
-            }
-            (done, Ok(()))
-        };
-        // Publish in dependency order, one type after another: content, dirmeta, dirtree, then
-        // commits and their detached metadata. A kill between two renames then never leaves a
-        // visible commit whose tree is not (yet) visible.
-        let rank = |t: ObjectType| match t {
-            ObjectType::File => 0u8,
-            ObjectType::DirMeta => 1,
-            ObjectType::DirTree => 2,
-            ObjectType::Commit => 3,
-            ObjectType::CommitMeta | ObjectType::TombstoneCommit => 4,
-        };
-        let mut batch = batch;
-        batch.sort_by_key(|(k, _)| rank(k.ty));
-        let mut done_all = Vec::with_capacity(batch.len());
-        let mut result = Ok(());
-        for group in batch.chunk_by(|a, b| rank(a.0.ty) == rank(b.0.ty)) {
-            let (done, r) = self.publish_group(group, &publish_all);
-            done_all.extend(done);
-            if r.is_err() {
-                result = r;
-                break;
-            }
-        }
-        let done = done_all;
-        {
-            let mut m = st.staged();
-            for (k, n) in &done {
-                if m.get(k) == Some(n) {
-                    m.remove(k);
-                }
-            }
-        }
-        // Make the renames (and new fan-out directories) durable too.
-        result.and(syncfs_objects())
-    }
-
-    /// Publish one group of staged objects, in parallel when the group is large.
-    fn publish_group(
-        &self,
-        batch: &[(ObjectKey, u64)],
-        publish_all: &PublishFn<'_>,
-    ) -> (Vec<(ObjectKey, u64)>, Result<()>) {
-        let threads = if batch.len() >= 2048 {
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .clamp(2, 8)
-        } else {
-            1
-        };
-        if threads == 1 {
-            publish_all(batch)
-        } else {
-            let parts: Vec<_> = std::thread::scope(|s| {
-                let handles: Vec<_> = batch
-                    .chunks(batch.len().div_ceil(threads))
-                    .map(|part| s.spawn(move || publish_all(part)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            (
-                                Vec::new(),
-                                Err(Error::Other("publishing thread panicked".into())),
-                            )
-                        })
-                    })
-                    .collect()
-            });
-            let mut done = Vec::with_capacity(batch.len());
-            let mut result = Ok(());
-            for (d, r) in parts {
-                done.extend(d);
-                if result.is_ok() {
-                    result = r;
-                }
-            }
-            (done, result)
-        }
     }
 
     /// Move a finished file into `objects/` under `key`'s name. An existing object is kept
@@ -691,24 +604,41 @@ impl Inner {
         Err(io_err(ctx(), Errno::NOENT))
     }
 
-    /// Run `f` on the object's location: the staged file if this handle staged it, else
-    /// `objects/`. `Ok(None)` when the object is in neither.
-    pub(crate) fn with_obj<T>(
+    /// Objects put but not yet published.
+    pub(crate) fn pending(&self) -> MutexGuard<'_, PendingSet> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where an object is: held by this handle, staged by this handle, or (maybe) in
+    /// `objects/`.
+    pub(crate) fn locate(&self, key: &ObjectKey) -> Loc {
+        match self.pending().get(key) {
+            Some(p) => match &p.file {
+                PendingFile::Unnamed(fd) => Loc::Held(fd.clone()),
+                PendingFile::Named(n) => Loc::Staged(*n),
+            },
+            None => Loc::Objects,
+        }
+    }
+
+    /// Run `f` on a named object: the staged file if this handle staged it under a name,
+    /// else `objects/`. `Ok(None)` when the object is in neither; held unnamed objects are
+    /// not seen (callers check [`Inner::locate`] first).
+    pub(crate) fn with_named<T>(
         &self,
         key: &ObjectKey,
+        staged: Option<u64>,
         mut f: impl FnMut(BorrowedFd<'_>, &str, &dyn Fn() -> PathBuf) -> rustix::io::Result<T>,
     ) -> rustix::io::Result<Option<T>> {
-        if let Some(st) = self.staging.get() {
-            let n = st.staged().get(key).copied();
-            if let Some(n) = n {
-                let name = staged_name(n);
-                match f(st.dir.as_fd(), name.as_str(), &|| {
-                    st.path.join(name.as_str())
-                }) {
-                    Ok(v) => return Ok(Some(v)),
-                    Err(Errno::NOENT) => {}
-                    Err(e) => return Err(e),
-                }
+        if let (Some(n), Some(st)) = (staged, self.staging.get()) {
+            let name = staged_name(n);
+            match f(st.dir.as_fd(), name.as_str(), &|| {
+                st.path.join(name.as_str())
+            }) {
+                Ok(v) => return Ok(Some(v)),
+                // Published meanwhile.
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(e),
             }
         }
         let name = ObjName::new(key, self.mode);
@@ -722,7 +652,10 @@ impl Inner {
     }
 
     pub(crate) fn has_sync(&self, key: &ObjectKey) -> Result<bool> {
-        self.with_obj(key, |dir, name, _| {
+        if self.pending().contains(key) {
+            return Ok(true);
+        }
+        self.with_named(key, None, |dir, name, _| {
             rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|_| ())
         })
         .map(|o| o.is_some())
@@ -735,10 +668,12 @@ impl Inner {
     }
 
     pub(crate) fn delete_blocking(&self, key: &ObjectKey) -> Result<()> {
-        if let Some(st) = self.staging.get() {
+        {
             let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let n = st.staged().remove(key);
-            if let Some(n) = n {
+            let old = self.pending().remove(key);
+            if let (Some(PendingFile::Named(n)), Some(st)) =
+                (old.map(|p| p.file), self.staging.get())
+            {
                 let _ = rustix::fs::unlinkat(&st.dir, staged_name(n).as_str(), AtFlags::empty());
             }
         }
@@ -850,8 +785,11 @@ impl ObjectStore for FsStore {
     }
 
     fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        if let Some(p) = self.inner.pending_path(key) {
+            return Some(p);
+        }
         self.inner
-            .with_obj(key, |dir, name, path| {
+            .with_named(key, None, |dir, name, path| {
                 rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|_| path())
             })
             .ok()
@@ -902,15 +840,13 @@ impl ObjectStore for FsStore {
     }
 
     fn list(&self, ty: Option<ObjectType>) -> BoxStream<'_, Result<ObjectKey>> {
-        let staged: HashSet<ObjectKey> = match self.inner.staging_if_exists() {
-            Some(st) => st
-                .staged()
-                .keys()
-                .filter(|k| ty.is_none_or(|t| t == k.ty))
-                .copied()
-                .collect(),
-            None => HashSet::new(),
-        };
+        let staged: HashSet<ObjectKey> = self
+            .inner
+            .pending()
+            .keys()
+            .filter(|k| ty.is_none_or(|t| t == k.ty))
+            .copied()
+            .collect();
         let state = ListState {
             inner: self.inner.clone(),
             ty,

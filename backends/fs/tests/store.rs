@@ -30,6 +30,22 @@ fn staging_dirs(repo: &std::path::Path) -> Vec<String> {
     v
 }
 
+/// Files (not directories) under `objects/`.
+fn published_files(repo: &std::path::Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in std::fs::read_dir(repo.join("objects")).unwrap() {
+        let d = d.unwrap();
+        if d.file_type().unwrap().is_dir() {
+            for f in std::fs::read_dir(d.path()).unwrap() {
+                v.push(f.unwrap().path().display().to_string());
+            }
+        } else {
+            v.push(d.path().display().to_string());
+        }
+    }
+    v
+}
+
 fn counter_csum(n: u64) -> Checksum {
     let mut b = [0u8; 32];
     b[24..].copy_from_slice(&n.to_be_bytes());
@@ -56,11 +72,10 @@ async fn staged_until_sync() {
     }
     let listed: BTreeSet<ObjectKey> = a.list(None).try_collect().await.unwrap();
     assert_eq!(listed, objs.iter().map(|o| o.key).collect());
-    assert!(
-        std::fs::read_dir(p.join("objects"))
-            .unwrap()
-            .next()
-            .is_none(),
+    // (Fan-out directories may exist: unnamed files are created in them.)
+    assert_eq!(
+        published_files(&p),
+        Vec::<String>::new(),
         "nothing published before sync"
     );
     let hello = &objs[0];
@@ -124,6 +139,9 @@ async fn dead_staging_removed_live_kept() {
     let live = new_repo(&p, RepoMode::Bare).await;
     let (_, o) = file(0o644, b"live\n", vec![]);
     live.put(&o.key, o.write()).await.unwrap();
+    // Held unnamed until its path is asked for, which names it in the staging directory.
+    assert!(staging_dirs(&p).is_empty());
+    assert!(live.local_path(&o.key).unwrap().starts_with(p.join("tmp")));
     let live_dir = staging_dirs(&p);
     assert_eq!(live_dir.len(), 1);
     // A crashed writer: a staging dir (and an orphaned lock file) that nobody holds.
@@ -224,8 +242,9 @@ async fn concurrent_puts() {
     let listed: BTreeSet<ObjectKey> = other.list(None).try_collect().await.unwrap();
     assert_eq!(listed, all);
     // No leftovers staged: every duplicate write was dropped.
-    let staging = p.join("tmp").join(&staging_dirs(&p)[0]);
-    assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0);
+    for d in staging_dirs(&p) {
+        assert_eq!(std::fs::read_dir(p.join("tmp").join(d)).unwrap().count(), 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -802,4 +821,67 @@ async fn large_sync_batch() {
     let listed: BTreeSet<ObjectKey> = other.list(None).try_collect().await.unwrap();
     assert_eq!(listed.len(), 3200);
     assert_eq!(listed, keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_files_published_early_in_dependency_order() {
+    // Past the held-file limit, pending content and trees are published early (children
+    // before parents); commits only by sync.
+    for mode in [RepoMode::Archive, RepoMode::BareUser, RepoMode::Bare] {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("r");
+        let a = new_repo(&p, mode).await;
+        a.set_held_file_limit(3);
+        let b = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+        let mut extra = Vec::new();
+        for i in 0..10u32 {
+            let (_, o) = file(0o644, format!("early {i}\n").as_bytes(), vec![]);
+            a.put(&o.key, o.write()).await.unwrap();
+            extra.push(o);
+        }
+        let mut visible = 0;
+        for o in &extra {
+            visible += b.has(&o.key).await.unwrap() as usize;
+            // Held or published, this handle reads it.
+            let c = a.get(&o.key).await.unwrap().into_content().unwrap();
+            let mut body = Vec::new();
+            c.body.into_reader().read_to_end(&mut body).unwrap();
+            assert_eq!(body, o.file.as_ref().unwrap().1, "{mode}");
+        }
+        assert!(visible >= 7, "{mode}: only {visible} published early");
+        let objs = v1_objects();
+        for o in &objs {
+            a.put(&o.key, o.write()).await.unwrap();
+            // Whatever another handle sees has its children visible too.
+            for o2 in &objs {
+                if b.has(&o2.key).await.unwrap() {
+                    assert_ne!(o2.key.ty, ObjectType::Commit, "{mode}: commit before sync");
+                }
+            }
+        }
+        let root = &objs[5];
+        if b.has(&root.key).await.unwrap() {
+            for o in &objs[..5] {
+                assert!(b.has(&o.key).await.unwrap(), "{mode}: tree before child");
+            }
+        }
+        a.sync().await.unwrap();
+        for o in objs.iter().chain(&extra) {
+            assert!(b.has(&o.key).await.unwrap(), "{mode}");
+        }
+        let listed: BTreeSet<ObjectKey> = b.list(None).try_collect().await.unwrap();
+        assert_eq!(listed.len(), objs.len() + extra.len(), "{mode}");
+        // Dropping a handle after an early publication leaves no commit and no leftovers.
+        let (_, o) = file(0o644, b"late\n", vec![]);
+        let (_, t) = meta_obj(ObjectType::Commit, b"not really a commit".to_vec());
+        for i in 0..5u32 {
+            let (_, f) = file(0o644, format!("late {i}\n").as_bytes(), vec![]);
+            a.put(&f.key, f.write()).await.unwrap();
+        }
+        a.put(&o.key, o.write()).await.unwrap();
+        a.put(&t.key, t.write()).await.unwrap();
+        drop(a);
+        assert!(!b.has(&t.key).await.unwrap(), "{mode}");
+        assert!(staging_dirs(&p).is_empty(), "{mode}");
+    }
 }
