@@ -2,8 +2,9 @@
 //!
 //! [`FsStore`]: an OSTree repository in a local directory, in every mode ostree 2022.7 knows
 //! (`bare`, `bare-user`, `bare-user-only`, `archive`; `bare-split-xattrs` can be created only),
-//! byte-compatible with what real ostree writes and reads. Registered as the `file` storage
-//! scheme.
+//! compatible with what real ostree writes and reads: the same files, modes, owners, xattrs and
+//! bytes, except that archive content is compressed by zlib-rs (a valid raw deflate stream at
+//! the same level, not byte-identical to libz's). Registered as the `file` storage scheme.
 //!
 //! ## Layout and representation
 //!
