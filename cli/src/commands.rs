@@ -669,10 +669,13 @@ mod tables {
         o("filename", '\0', FILENAME, "Write the delta content to PATH (a directory).  If not specified, the OSTree repository is used", "PATH"),
         o("sign", '\0', STRING_ARRAY, "Sign the delta with", "KEY_ID"),
         o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("keys-file", '\0', STRING, "Read key(s) from file", "NAME"),
     ];
 
     pub(super) const DELTA_APPLY_OFFLINE: &[OptEntry] = &[
         o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("keys-file", '\0', STRING, "Read key(s) from file", "NAME"),
+        o("keys-dir", '\0', STRING, "Redefine system-wide directories with public and revoked keys for verification", "NAME"),
     ];
 
     pub(super) const DELTA_LIST: &[OptEntry] = &[
@@ -680,6 +683,8 @@ mod tables {
 
     pub(super) const DELTA_VERIFY: &[OptEntry] = &[
         o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
+        o("keys-file", '\0', STRING, "Read key(s) from file", "NAME"),
+        o("keys-dir", '\0', STRING, "Redefine system-wide directories with public and revoked keys for verification", "NAME"),
     ];
 
     pub(super) const DELTA_INDEXES: &[OptEntry] = &[

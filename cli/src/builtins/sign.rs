@@ -469,3 +469,98 @@ pub fn pull_gpg_results(stats: &ostree_core::pull::PullStats) -> String {
     }
     s
 }
+
+/// The signers of `static-delta generate --sign=KEY… [--keys-file=FILE] [--sign-type]`.
+pub fn delta_signers(
+    inv: &Invocation,
+) -> anyhow::Result<Vec<std::sync::Arc<dyn ostree_core::sign::Signer>>> {
+    let mut keys: Vec<String> = inv.values("sign").iter().map(|s| s.to_string()).collect();
+    if let Some(f) = inv.value("keys-file") {
+        keys.extend(read_key_lines(f)?.into_iter().filter(|l| !l.is_empty()));
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ty = sign_type(inv);
+    let mut out: Vec<std::sync::Arc<dyn ostree_core::sign::Signer>> = Vec::new();
+    for k in keys {
+        let s = registry()
+            .build_signer(
+                &ty,
+                &SignerConfig {
+                    key: k,
+                    homedir: None,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("Signing type {ty} is not supported: {e}"))?;
+        out.push(s.into());
+    }
+    Ok(out)
+}
+
+/// The verifier of `static-delta verify/apply-offline [--sign-type] [--keys-file]
+/// [--keys-dir] KEY…`; `None` when no key was given and none could be loaded from the system
+/// files (`apply-offline` then has no signature engine, as in ostree).
+pub fn delta_verifier(
+    inv: &Invocation,
+    keys: &[String],
+) -> anyhow::Result<Option<Box<dyn ostree_core::sign::Verifier>>> {
+    let ty = sign_type(inv);
+    registry()
+        .signer_plugin(&ty)
+        .map_err(|_| anyhow::anyhow!("Signing type {ty} is not supported"))?;
+    let keys_file = inv.value("keys-file");
+    let keys_dir = inv.value("keys-dir");
+    let mut cfg = VerifierConfig {
+        keys: keys.to_vec(),
+        ..Default::default()
+    };
+    let from_files = keys.is_empty() || keys_file.is_some();
+    if from_files {
+        match keys_file {
+            Some(f) => cfg.key_files.push(PathBuf::from(f)),
+            None => {
+                cfg.key_dirs.extend(keys_dir.map(PathBuf::from));
+                cfg.system_fallback = true;
+            }
+        }
+    }
+    let v = registry().build_verifier(&ty, &cfg);
+    let v = match v {
+        Ok(v) => v,
+        Err(e) if from_files && keys_file.is_none() && keys_dir.is_none() => {
+            let _ = e;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // A verifier that loaded no key at all reports it on first use.
+    if from_files && keys.is_empty() && keys_file.is_none() && keys_dir.is_none() {
+        let probe = v.verify(b"", &[]);
+        if probe.is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(v))
+}
+
+/// The raw superblock file of a delta given as `FROM-TO`/`TO` (in the repository) or as a
+/// path (a delta directory or its superblock file).
+pub async fn delta_superblock_bytes(repo: &Repo, id: &str) -> anyhow::Result<Vec<u8>> {
+    if id.contains('/') {
+        let p = Path::new(id);
+        let f = if p.is_dir() {
+            p.join("superblock")
+        } else {
+            p.to_path_buf()
+        };
+        return std::fs::read(&f).with_context(|| format!("openat({})", f.display()));
+    }
+    let name = ostree_core::delta::format::DeltaName::parse(id)?;
+    Ok(repo
+        .store()
+        .read_file(&name.superblock_path())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("No such delta {id}"))?
+        .to_vec())
+}

@@ -80,6 +80,9 @@ pub struct GenerateOptions {
     pub xz_dict_size: Option<u32>,
     /// Verbose messages (ostree's `verbose` parameter).
     pub log: Option<LogFn>,
+    /// Signers of the superblock (`--sign`): the file is then the signed `(taya{sv})`
+    /// wrapper (see `crate::sign::policy::sign_delta_superblock`).
+    pub signers: Vec<Arc<dyn crate::sign::Signer>>,
 }
 
 impl std::fmt::Debug for GenerateOptions {
@@ -119,6 +122,7 @@ impl GenerateOptions {
             xz_preset: 8,
             xz_dict_size: None,
             log: None,
+            signers: Vec::new(),
         }
     }
 }
@@ -1135,6 +1139,11 @@ impl Repo {
             signatures: None,
         };
         let bytes = sb.to_bytes(opts.endianness);
+        let bytes = if opts.signers.is_empty() {
+            bytes
+        } else {
+            crate::sign::policy::sign_delta_superblock(&bytes, &opts.signers)?
+        };
         let superblock_size = bytes.len() as u64;
         // ostree counts the stored size of the objects copied whole (not rollsum/bsdiff ones).
         let mut loose = 0u64;

@@ -650,9 +650,13 @@ fn signed_delta_type() -> VariantType {
 
 /// Wrap a static delta superblock as `(taya{sv})` with one signature per signer over the
 /// superblock bytes (`static-delta generate --sign`).
-pub fn sign_delta_superblock(superblock: &[u8], signers: &[Box<dyn Signer>]) -> Result<Vec<u8>> {
+pub fn sign_delta_superblock<S: AsRef<dyn Signer>>(
+    superblock: &[u8],
+    signers: &[S],
+) -> Result<Vec<u8>> {
     let mut md = Metadata::new();
     for s in signers {
+        let s = s.as_ref();
         append_signature(&mut md, s.metadata_key(), s.sign(superblock)?);
     }
     let v = Variant::Tuple(vec![
@@ -727,7 +731,8 @@ mod tests {
     #[test]
     fn delta_wrapper_round_trip() {
         let sb = b"superblock bytes".to_vec();
-        let wrapped = sign_delta_superblock(&sb, &[]).unwrap();
+        let none: [Box<dyn Signer>; 0] = [];
+        let wrapped = sign_delta_superblock(&sb, &none).unwrap();
         let (inner, md) = unwrap_delta_superblock(&wrapped).unwrap();
         assert_eq!(inner, sb);
         assert!(md.is_empty());
