@@ -31,14 +31,18 @@ pub fn handler_for(path: &str) -> Handler {
     match path {
         "cat" => builtins::cat,
         "checkout" => builtins::checkout,
+        "checksum" => builtins::checksum,
         "commit" => builtins::commit,
         "config" => builtins::config,
         "export" => builtins::export,
+        "diff" => builtins::diff,
         "fsck" => builtins::fsck,
         "init" => builtins::init,
         "log" => builtins::log,
         "ls" => builtins::ls,
+        "prune" => builtins::prune,
         "refs" => builtins::refs,
+        "reset" => builtins::reset,
         "rev-parse" => builtins::rev_parse,
         "show" => builtins::show,
         "static-delta list" => builtins::static_delta_list,
@@ -64,6 +68,7 @@ pub fn handler_for(path: &str) -> Handler {
         "remote gpg-list-keys" => builtins::sign::remote_gpg_list_keys,
         "sign" => builtins::sign::sign,
         "gpg-sign" => builtins::sign::gpg_sign,
+        "summary" => builtins::summary,
         _ => builtins::unimplemented_handler,
     }
 }

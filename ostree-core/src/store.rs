@@ -300,6 +300,26 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
         }
     }
 
+    /// Bytes an object occupies in the store, as `ostree_repo_query_object_storage_size`
+    /// reports it (the loose file's size; what `prune` counts as freed). A missing object is
+    /// [`Error::NotFound`]. The default stats [`ObjectStore::local_path`], else reads the
+    /// object.
+    async fn object_size(&self, key: &ObjectKey) -> Result<u64> {
+        if let Some(p) = self.local_path(key) {
+            return std::fs::symlink_metadata(&p)
+                .map(|m| m.len())
+                .map_err(|e| Error::io_path("stat", p, e));
+        }
+        match self.get_raw(key).await {
+            Ok(b) => Ok(b.len() as u64),
+            Err(Error::NotImplemented { .. }) => match self.get(key).await? {
+                ObjectRead::Meta(b) => Ok(b.len() as u64),
+                ObjectRead::Content(c) => Ok(c.size),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// Store an object (atomic, idempotent). Core has verified it.
     async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()>;
 
@@ -323,6 +343,27 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
 
     /// Compare-and-swap a ref: set it to `new` (or delete it for `None`) if `expect` holds.
     async fn update_ref(&self, name: &str, expect: RefExpect, new: Option<Checksum>) -> Result<()>;
+
+    /// List alias refs (refs that name another ref instead of holding a checksum, ostree's
+    /// symlinked refs) under the directory `prefix`, as `(alias, target)`: `alias` is relative
+    /// to `refs/` (`heads/stable`), `target` is the aliased ref relative to the alias's own
+    /// top directory (`x86_64/27` for `heads/x86_64/27`), as ostree prints it. Sorted by
+    /// alias. [`ObjectStore::read_ref`] and [`ObjectStore::list_refs`] already resolve aliases
+    /// to the target's value. Stores without aliases return an empty list (the default).
+    async fn list_ref_aliases(&self, _prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
+    /// Make `name` (relative to `refs/`) an alias of `target` (relative to `name`'s top
+    /// directory, e.g. `heads/`), replacing whatever ref or alias `name` was. Deleting an
+    /// alias is [`ObjectStore::update_ref`] with `None`. Default: [`Error::NotImplemented`].
+    async fn set_ref_alias(&self, name: &str, target: &str) -> Result<()> {
+        let _ = (name, target);
+        Err(Error::NotImplemented {
+            operation: "ref aliases".into(),
+            implementer: self.to_string(),
+        })
+    }
 
     /// Read a plain repository file (`config`, `summary`, `state/…`). Missing → `Ok(None)`.
     async fn read_file(&self, path: &str) -> Result<Option<Bytes>>;

@@ -350,6 +350,117 @@ impl Inner {
         Ok(())
     }
 
+    /// Collect alias symlinks under `dir` (relative to `refs/`): (name, link text without its
+    /// leading `../` components, as ostree reports it).
+    fn walk_aliases(
+        &self,
+        refs: BorrowedFd<'_>,
+        dir: &str,
+        out: &mut Vec<(String, String)>,
+    ) -> Result<()> {
+        let entries = match util::read_dir_at(refs, dir) {
+            Ok(e) => e,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+            Err(e) => {
+                return Err(io_err(
+                    format!("listing {}/refs/{dir}", self.root.display()),
+                    e,
+                ));
+            }
+        };
+        for (name, ft) in entries {
+            if !valid_fragment(&name) {
+                continue;
+            }
+            let rel = format!("{dir}/{name}");
+            match ft {
+                FileType::Directory => self.walk_aliases(refs, &rel, out)?,
+                FileType::Symlink => {
+                    let target =
+                        rustix::fs::readlinkat(refs, rel.as_str(), Vec::new()).map_err(|e| {
+                            io_err(
+                                format!("reading ref alias {}/refs/{rel}", self.root.display()),
+                                e,
+                            )
+                        })?;
+                    let target = target.to_string_lossy().into_owned();
+                    let mut t = target.as_str();
+                    while let Some(rest) = t.strip_prefix("../") {
+                        t = rest;
+                    }
+                    out.push((rel, t.to_string()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn list_ref_aliases_blocking(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let p = prefix.trim_end_matches('/');
+        let refs = self.refs_fd()?;
+        let mut out = Vec::new();
+        if p.is_empty() {
+            for top in ["heads", "remotes", "mirrors"] {
+                self.walk_aliases(refs.as_fd(), top, &mut out)?;
+            }
+        } else {
+            validate_ref_name(p)?;
+            self.walk_aliases(refs.as_fd(), p, &mut out)?;
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Replace `name` by a relative symlink to `target` (relative to `name`'s top directory:
+    /// `heads/`, `remotes/R/` or `mirrors/C/`), as `ostree refs --alias --create` does.
+    pub(crate) fn set_ref_alias_blocking(&self, name: &str, target: &str) -> Result<()> {
+        validate_ref_name(name)?;
+        validate_ref_name(target)?;
+        let top_len = if name.starts_with("heads/") { 1 } else { 2 };
+        let n = name.split('/').count();
+        if n <= top_len {
+            return Err(Error::invalid(format!("Invalid ref name '{name}'")));
+        }
+        let depth = n - top_len - 1;
+        let link = format!("{}{target}", "../".repeat(depth));
+        let refs = self.refs_fd()?;
+        let ctx = || format!("writing ref alias {}/refs/{name}", self.root.display());
+        let lock = rustix::fs::openat(
+            &refs,
+            ".lock",
+            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| io_err(format!("locking {}/{REFS_LOCK}", self.root.display()), e))?;
+        ofd_lock(lock.as_fd(), LockKind::Exclusive, true)
+            .map_err(|e| io_err(format!("locking {}/{REFS_LOCK}", self.root.display()), e))?;
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            util::mkdir_p(refs.as_fd(), parent, 0o777).map_err(|e| io_err(ctx(), e))?;
+        }
+        let st = self.staging()?;
+        let tmp = temp_name(st.next_id()).as_str().to_string();
+        rustix::fs::symlinkat(link.as_str(), &st.dir, tmp.as_str())
+            .map_err(|e| io_err(ctx(), e))?;
+        if let Err(e) = rustix::fs::renameat(&st.dir, tmp.as_str(), &refs, name) {
+            let _ = rustix::fs::unlinkat(&st.dir, tmp.as_str(), AtFlags::empty());
+            return Err(io_err(ctx(), e));
+        }
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        let _ = rustix::fs::futimens(
+            &self.root_fd,
+            &Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+        );
+        drop(lock);
+        Ok(())
+    }
+
     pub(crate) fn read_file_blocking(&self, path: &str) -> Result<Option<Bytes>> {
         validate_repo_path(path)?;
         let ctx = || format!("reading {}/{path}", self.root.display());

@@ -827,6 +827,32 @@ impl ObjectStore for FsStore {
         blocking(move || inner.read_raw(&key)).await
     }
 
+    async fn object_size(&self, key: &ObjectKey) -> Result<u64> {
+        let staged = match self.inner.locate(key) {
+            Loc::Held(fd) => {
+                return rustix::fs::fstat(&*fd)
+                    .map(|st| st.st_size as u64)
+                    .map_err(|e| io_err(format!("Querying object {key}"), e));
+            }
+            Loc::Staged(n) => Some(n),
+            Loc::Objects => None,
+        };
+        let found = self
+            .inner
+            .with_named(key, staged, |dir, name, _| {
+                rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|st| st.st_size as u64)
+            })
+            .map_err(|e| {
+                io_err(
+                    format!("Querying object {key} in {}", self.inner.root.display()),
+                    e,
+                )
+            })?;
+        found.ok_or_else(|| {
+            Error::not_found(format!("Querying object {key}: No such file or directory"))
+        })
+    }
+
     async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()> {
         let inner = self.inner.clone();
         let key = *key;
@@ -924,6 +950,19 @@ impl ObjectStore for FsStore {
         let inner = self.inner.clone();
         let name = name.to_string();
         blocking(move || inner.update_ref_blocking(&name, expect, new)).await
+    }
+
+    async fn list_ref_aliases(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_string();
+        blocking(move || inner.list_ref_aliases_blocking(&prefix)).await
+    }
+
+    async fn set_ref_alias(&self, name: &str, target: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        let target = target.to_string();
+        blocking(move || inner.set_ref_alias_blocking(&name, &target)).await
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Bytes>> {

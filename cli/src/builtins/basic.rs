@@ -1,4 +1,4 @@
-//! init, checkout, rev-parse, refs, fsck, config.
+//! init, checkout, rev-parse, fsck, config.
 
 use std::path::PathBuf;
 
@@ -56,64 +56,6 @@ pub fn rev_parse(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
     })
 }
 
-/// `ostree refs`.
-pub fn refs(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
-    Box::pin(async move {
-        let repo = open_repo(&inv).await?;
-        let args: Vec<String> = inv.positionals().to_vec();
-        let create = inv.value("create").map(str::to_string);
-        if create.is_some() && args.len() > 1 {
-            bail!("You must specify only 1 existing ref when creating a new ref");
-        }
-        if args.is_empty() {
-            if inv.flag("delete") {
-                bail!("At least one PREFIX is required when deleting refs");
-            }
-            if create.is_some() {
-                bail!("You must specify a revision when creating a new ref");
-            }
-        }
-        if let Some(newref) = create {
-            let rev = &args[0];
-            let (remote, name) = ostree_core::repo::refs::parse_refspec(&newref)?;
-            let existing = repo.list_refs(None).await?;
-            if !inv.flag("force") && existing.contains_key(&newref) {
-                bail!("--create specified but ref {newref} already exists");
-            }
-            let csum = resolve(&repo, rev).await?;
-            repo.set_ref(remote.as_deref(), &name, Some(csum)).await?;
-            return Ok(());
-        }
-        let prefixes: Vec<Option<String>> = if args.is_empty() {
-            vec![None]
-        } else {
-            args.into_iter().map(Some).collect()
-        };
-        for prefix in prefixes {
-            let refs = repo.list_refs(prefix.as_deref()).await?;
-            if inv.flag("delete") {
-                for name in refs.keys() {
-                    let (remote, r) = ostree_core::repo::refs::parse_refspec(name)?;
-                    repo.set_ref(remote.as_deref(), &r, None).await?;
-                }
-                continue;
-            }
-            for name in refs.keys() {
-                let shown = match (&prefix, inv.flag("list")) {
-                    (Some(p), false) => name
-                        .strip_prefix(p.trim_end_matches('/'))
-                        .map(|s| s.trim_start_matches('/'))
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or(name),
-                    _ => name,
-                };
-                println!("{shown}");
-            }
-        }
-        Ok(())
-    })
-}
-
 /// `ostree fsck`.
 pub fn fsck(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
     Box::pin(async move {
@@ -127,6 +69,9 @@ pub fn fsck(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         let opts = FsckOptions {
             delete: inv.flag("delete"),
             all: inv.flag("all"),
+            verify_bindings: inv.flag("verify-bindings"),
+            verify_back_refs: inv.flag("verify-back-refs"),
+            add_tombstones: inv.flag("add-tombstones"),
             progress: Some(inv.progress()),
         };
         let report = repo.fsck(&opts).await?;
@@ -157,11 +102,21 @@ pub fn fsck(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         for c in &report.marked_partial {
             eprintln!("Marking commit as partial: {c}");
         }
-        if report.partial_commits > 0 {
+        for c in &report.tombstones_added {
+            println!("Adding tombstone for commit {c}");
+        }
+        if !inv.flag("add-tombstones") && report.partial_commits > 0 {
             println!("{} partial commits not verified", report.partial_commits);
         }
         if report.found_corruption() {
             bail!("Repository corruption encountered");
+        }
+        if report.fsck_partial_commits > 0 {
+            // ostree prints the count of all partial commits here.
+            bail!(
+                "{} partial commits from fsck-detected corruption",
+                report.partial_commits
+            );
         }
         println!(
             "object fsck of {} commits completed successfully - no errors found.",

@@ -8,21 +8,29 @@ use crate::opts::Invocation;
 pub mod basic;
 pub mod commit;
 pub mod delta;
+pub mod diff;
 pub mod export;
 pub mod inspect;
+pub mod prune;
 pub mod pull;
+pub mod refs;
 pub mod remote;
 pub mod sign;
+pub mod summary;
 
-pub use basic::{checkout, config, fsck, init, refs, rev_parse};
+pub use basic::{checkout, config, fsck, init, rev_parse};
 pub use commit::commit;
 pub use delta::{
     static_delta_apply_offline, static_delta_delete, static_delta_generate, static_delta_indexes,
     static_delta_list, static_delta_reindex, static_delta_show, static_delta_verify,
 };
+pub use diff::{checksum, diff};
 pub use export::export;
 pub use inspect::{cat, log, ls, show};
+pub use prune::prune;
 pub use pull::{pull, pull_local};
+pub use refs::{refs, reset};
+pub use summary::summary;
 
 /// Placeholder handler for commands that are not implemented yet.
 pub fn unimplemented_handler(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {

@@ -21,6 +21,13 @@ pub struct FsckOptions {
     pub delete: bool,
     /// Keep going after a corrupted object instead of stopping at the first.
     pub all: bool,
+    /// Check each ref's commit lists the ref in its bindings (`--verify-bindings`).
+    pub verify_bindings: bool,
+    /// Check every ref a commit's bindings name points back to it (`--verify-back-refs`,
+    /// implies `verify_bindings`).
+    pub verify_back_refs: bool,
+    /// Replace commits whose parent is missing by tombstones (`--add-tombstones`).
+    pub add_tombstones: bool,
     /// Progress sink.
     pub progress: Option<Arc<dyn Progress>>,
 }
@@ -30,6 +37,9 @@ impl std::fmt::Debug for FsckOptions {
         f.debug_struct("FsckOptions")
             .field("delete", &self.delete)
             .field("all", &self.all)
+            .field("verify_bindings", &self.verify_bindings)
+            .field("verify_back_refs", &self.verify_back_refs)
+            .field("add_tombstones", &self.add_tombstones)
             .finish()
     }
 }
@@ -68,6 +78,10 @@ pub struct FsckReport {
     pub problems: Vec<FsckProblem>,
     /// Commits newly marked partial because objects were missing or deleted.
     pub marked_partial: Vec<Checksum>,
+    /// Partial commits marked so by an earlier fsck (`--delete`): still corruption.
+    pub fsck_partial_commits: usize,
+    /// Commits replaced by tombstones (`add_tombstones`).
+    pub tombstones_added: Vec<Checksum>,
 }
 
 impl FsckReport {
@@ -95,34 +109,83 @@ impl Repo {
             .clone()
             .unwrap_or_else(|| Arc::new(NoProgress));
         let mut report = FsckReport::default();
-        // Each ref's commit must exist and verify.
+        let verify_bindings = opts.verify_bindings || opts.verify_back_refs;
+        // Each ref's commit must exist and verify: plain refs, then collection–refs.
+        let mut ref_commits: Vec<(Option<String>, String, Checksum)> = Vec::new();
         for (refspec, c) in self.list_refs(None).await? {
-            let key = ObjectKey::new(c, ObjectType::Commit);
+            let name = refspec.split_once(':').map(|(_, r)| r).unwrap_or(&refspec);
+            ref_commits.push((None, name.to_string(), c));
+        }
+        let filter = super::refs::CollectionRefFilter {
+            exclude_remotes: true,
+            exclude_mirrors: false,
+        };
+        for (cr, c) in self.list_collection_refs(None, filter).await? {
+            ref_commits.push((Some(cr.collection_id), cr.ref_name, c));
+        }
+        for (collection, name, c) in &ref_commits {
+            let what = match collection {
+                Some(id) => format!("({id}, {name})"),
+                None => name.clone(),
+            };
+            let key = ObjectKey::new(*c, ObjectType::Commit);
             if let Err(e) = self.fsck_object(&key).await {
                 if e.is_not_found() {
-                    let name = refspec.split_once(':').map(|(_, r)| r).unwrap_or(&refspec);
                     return Err(Error::not_found(format!(
-                        "Loading commit for ref {name}: No such metadata object {c}.commit"
+                        "Loading commit for ref {what}: No such metadata object {c}.commit"
                     )));
                 }
                 return Err(e);
             }
+            if verify_bindings {
+                let commit = self.load_commit(c).await?;
+                super::refs::verify_bindings(collection.as_deref(), Some(name), &commit)
+                    .map_err(|e| Error::invalid(format!("Commit {c}: {e}")))?;
+            }
         }
-        // Enumerate commits.
+        // Enumerate commits (partial ones included for the per-commit checks).
         let mut commits = Vec::new();
+        let mut tombstones = Vec::new();
         let mut s = self.store().list(Some(ObjectType::Commit));
+        let mut all_commits = Vec::new();
         while let Some(k) = s.next().await {
             let k = k?;
-            if k.ty != ObjectType::Commit {
-                continue;
-            }
-            if self.is_commit_partial(&k.checksum).await? {
-                report.partial_commits += 1;
-            } else {
-                commits.push(k.checksum);
+            if k.ty == ObjectType::Commit {
+                all_commits.push(k.checksum);
             }
         }
         drop(s);
+        all_commits.sort();
+        for c in all_commits {
+            if opts.verify_back_refs || opts.add_tombstones {
+                let commit = self.load_commit(&c).await?;
+                if opts.verify_back_refs {
+                    super::refs::verify_back_refs(self, &c, &commit).await?;
+                }
+                if opts.add_tombstones
+                    && let Some(p) = commit.parent
+                    && !self
+                        .store()
+                        .has(&ObjectKey::new(p, ObjectType::Commit))
+                        .await?
+                {
+                    tombstones.push(c);
+                }
+            }
+            match self
+                .store()
+                .read_file(&format!("state/{c}.commitpartial"))
+                .await?
+            {
+                Some(marker) => {
+                    report.partial_commits += 1;
+                    if marker.first() == Some(&b'f') {
+                        report.fsck_partial_commits += 1;
+                    }
+                }
+                None => commits.push(c),
+            }
+        }
         commits.sort();
         report.commits_verified = commits.len();
 
@@ -203,6 +266,18 @@ impl Repo {
             } else {
                 return Err(Error::Corrupted(message));
             }
+        }
+        if !tombstones.is_empty() {
+            let mut config = self.config();
+            if !config.core_bool("tombstone-commits", false).unwrap_or(false) {
+                config.keyfile.set("core", "tombstone-commits", "true");
+                self.write_config(config).await?;
+            }
+            for c in tombstones {
+                self.delete_commit_object(&c, true).await?;
+                report.tombstones_added.push(c);
+            }
+            self.store().sync().await?;
         }
         to_mark.sort();
         to_mark.dedup();

@@ -14,11 +14,14 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod diff;
 pub mod export;
 pub mod fsck;
+pub mod prune;
 pub mod read;
 pub mod refs;
 pub mod remote;
+pub mod summary;
 pub mod tar_import;
 pub mod traverse;
 

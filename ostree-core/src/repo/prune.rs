@@ -1,0 +1,507 @@
+//! Pruning: deleting the objects no ref (or, without `refs_only`, no commit) still needs
+//! (`ostree_repo_prune`, `ostree_repo_prune_from_reachable` and the selective modes of
+//! `ostree prune`), deleting single commits, and pruning static deltas.
+//!
+//! # What is never deleted
+//!
+//! * Everything reachable from a ref: local refs, remote refs, collection refs in
+//!   `refs/mirrors/`, and therefore deployments, which the sysroot pins with
+//!   `refs/heads/ostree/<bootversion>/<subbootversion>/<index>` refs.
+//! * Without `refs_only`, everything reachable from any commit present, partial commits
+//!   included (their missing directories are skipped, not an error).
+//!
+//! # Kill safety
+//!
+//! Deletion is ordered so that a prune killed at any instant leaves a repository that fsck
+//! passes: unreachable commits go first (detached metadata, then the commit, then its
+//! tombstone and `commitpartial` marker), then the other objects. A commit is thus never
+//! left behind without the tree it references. Callers hold the exclusive repository lock
+//! ([`Repo::lock`]) for the whole operation, so no concurrent commit can gain a reference to
+//! an object being deleted.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::Repo;
+use super::refs::CollectionRefFilter;
+use crate::gvariant::Variant;
+use crate::objects::{Commit, DirTree, Metadata};
+use crate::store::ObjectWrite;
+use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
+
+/// How many object reads or deletions run at once.
+const CONCURRENCY: usize = 32;
+
+/// What to prune (the options of `ostree prune`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Only count what would be deleted (`--no-prune`).
+    pub no_prune: bool,
+    /// Reachability from refs only, not from every commit (`--refs-only`).
+    pub refs_only: bool,
+    /// Parents to keep below each starting commit; -1 for all (`--depth`).
+    pub depth: i32,
+    /// Only consider commit objects (`--commit-only`).
+    pub commit_only: bool,
+    /// Keep the commits of each ref not older than this time (seconds since the epoch),
+    /// besides the ref's own commit (`--keep-younger-than`).
+    pub keep_younger_than: Option<u64>,
+    /// Per-ref depths overriding the others, by ref name as `ostree refs` lists it
+    /// (`--retain-branch-depth=REF=DEPTH`).
+    pub retain_branch_depth: Vec<(String, i32)>,
+    /// Prune only these refs; the others keep their whole history (`--only-branch`).
+    pub only_branches: Vec<String>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            no_prune: false,
+            refs_only: false,
+            depth: -1,
+            commit_only: false,
+            keep_younger_than: None,
+            retain_branch_depth: Vec::new(),
+            only_branches: Vec::new(),
+        }
+    }
+}
+
+impl PruneOptions {
+    /// True when a selective mode (per-ref depths, age, only some refs) is asked for; these
+    /// imply reachability from refs only.
+    pub fn is_selective(&self) -> bool {
+        self.keep_younger_than.is_some()
+            || !self.retain_branch_depth.is_empty()
+            || !self.only_branches.is_empty()
+    }
+}
+
+/// What a prune found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Objects considered (commits only with `commit_only`).
+    pub objects_total: u64,
+    /// Objects deleted (or that would be, with `no_prune`).
+    pub objects_pruned: u64,
+    /// Their storage size in bytes.
+    pub bytes_freed: u64,
+}
+
+/// The objects a prune considers: what `list_loose_objects` reports (content, dirtree,
+/// dirmeta, commit; never detached metadata or tombstones).
+fn prunable(ty: ObjectType) -> bool {
+    matches!(
+        ty,
+        ObjectType::File | ObjectType::DirTree | ObjectType::DirMeta | ObjectType::Commit
+    )
+}
+
+/// Bytes of a tombstone for `commit`: `{"commit": <hex checksum as a bytestring>}`.
+pub fn tombstone_bytes(commit: &Checksum) -> Vec<u8> {
+    let mut hex = commit.to_hex().into_bytes();
+    hex.push(0);
+    let mut md = Metadata::new();
+    md.insert("commit", Variant::Bytes(hex));
+    md.to_bytes()
+}
+
+impl Repo {
+    /// Add to `reachable` every object reachable from `commit` and from up to `depth` of its
+    /// parents (-1: all), as `ostree_repo_traverse_commit_with_flags`: the walk stops at a
+    /// commit already in `reachable` or missing; a partial commit's missing directories are
+    /// skipped. With `commit_only`, only commit objects are added.
+    pub async fn traverse_commit_depth(
+        &self,
+        commit: &Checksum,
+        depth: i32,
+        commit_only: bool,
+        reachable: &mut HashSet<ObjectKey>,
+    ) -> Result<()> {
+        let mut cur = *commit;
+        let mut depth = depth;
+        loop {
+            let key = ObjectKey::new(cur, ObjectType::Commit);
+            if reachable.contains(&key) {
+                break;
+            }
+            let bytes = match self.store().get(&key).await {
+                Ok(o) => o.into_meta()?,
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(e),
+            };
+            let c = Commit::from_bytes(&bytes)
+                .map_err(|e| Error::corrupted(format!("Corrupted commit object {cur}: {e}")))?;
+            let partial = self.is_commit_partial(&cur).await?;
+            reachable.insert(key);
+            if !commit_only {
+                reachable.insert(ObjectKey::new(c.root_meta, ObjectType::DirMeta));
+                self.traverse_trees(vec![c.root_tree], partial, reachable)
+                    .await?;
+            }
+            match c.parent {
+                Some(p) if depth == -1 || depth > 0 => {
+                    cur = p;
+                    if depth > 0 {
+                        depth -= 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Breadth-first walk of dirtrees, reading each level's new dirtrees concurrently.
+    async fn traverse_trees(
+        &self,
+        roots: Vec<Checksum>,
+        ignore_missing: bool,
+        reachable: &mut HashSet<ObjectKey>,
+    ) -> Result<()> {
+        let mut frontier: Vec<Checksum> = roots
+            .into_iter()
+            .filter(|t| reachable.insert(ObjectKey::new(*t, ObjectType::DirTree)))
+            .collect();
+        while !frontier.is_empty() {
+            let store = self.store().clone();
+            let loaded: Vec<(Checksum, Option<DirTree>)> =
+                futures::stream::iter(std::mem::take(&mut frontier))
+                    .map(|t| {
+                        let store = store.clone();
+                        async move {
+                            let key = ObjectKey::new(t, ObjectType::DirTree);
+                            let r = tokio::spawn(async move {
+                                match store.get(&key).await {
+                                    Ok(o) => {
+                                        let b = o.into_meta()?;
+                                        DirTree::from_bytes(&b).map(Some).map_err(|e| {
+                                            Error::corrupted(format!(
+                                                "Corrupted dirtree object {t}: {e}"
+                                            ))
+                                        })
+                                    }
+                                    Err(e) if e.is_not_found() && ignore_missing => Ok(None),
+                                    Err(e) if e.is_not_found() => Err(Error::not_found(format!(
+                                        "No such metadata object {t}.dirtree"
+                                    ))),
+                                    Err(e) => Err(e),
+                                }
+                            })
+                            .await
+                            .map_err(|e| Error::Other(format!("traversal task failed: {e}")))?;
+                            r.map(|d| (t, d))
+                        }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+            for (_, dt) in loaded {
+                let Some(dt) = dt else { continue };
+                for (_, f) in dt.files {
+                    reachable.insert(ObjectKey::new(f, ObjectType::File));
+                }
+                for (_, t, m) in dt.dirs {
+                    reachable.insert(ObjectKey::new(m, ObjectType::DirMeta));
+                    if reachable.insert(ObjectKey::new(t, ObjectType::DirTree)) {
+                        frontier.push(t);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add what every ref needs (`ostree_repo_traverse_reachable_refs`): local and remote
+    /// refs, then collection refs other than remotes' (mirrors).
+    pub async fn traverse_reachable_refs(
+        &self,
+        depth: i32,
+        commit_only: bool,
+        reachable: &mut HashSet<ObjectKey>,
+    ) -> Result<()> {
+        for c in self.list_refs_ext(None, true, false).await?.into_values() {
+            self.traverse_commit_depth(&c, depth, commit_only, reachable)
+                .await?;
+        }
+        let filter = CollectionRefFilter {
+            exclude_remotes: true,
+            exclude_mirrors: false,
+        };
+        for c in self.list_collection_refs(None, filter).await?.into_values() {
+            self.traverse_commit_depth(&c, depth, commit_only, reachable)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The commits of one ref younger than `cutoff` (`traverse_keep_younger_than`): the ref's
+    /// commit always, then its ancestors while their timestamp is ≥ `cutoff`.
+    async fn traverse_keep_younger_than(
+        &self,
+        commit: &Checksum,
+        cutoff: u64,
+        commit_only: bool,
+        reachable: &mut HashSet<ObjectKey>,
+    ) -> Result<()> {
+        self.traverse_commit_depth(commit, 0, commit_only, reachable)
+            .await?;
+        let mut next = *commit;
+        loop {
+            let c = match self.load_commit(&next).await {
+                Ok(c) => c,
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(e),
+            };
+            if c.timestamp < cutoff {
+                break;
+            }
+            self.traverse_commit_depth(&next, 0, commit_only, reachable)
+                .await?;
+            match c.parent {
+                Some(p) => next = p,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Prune as `ostree prune` does with `opts`. The caller holds the exclusive repository
+    /// lock.
+    pub async fn prune(&self, opts: &PruneOptions) -> Result<PruneStats> {
+        let mut reachable = HashSet::new();
+        if !opts.is_selective() {
+            if opts.refs_only {
+                self.traverse_reachable_refs(opts.depth, opts.commit_only, &mut reachable)
+                    .await?;
+            } else {
+                let commits = self.list_commits_starting_with("").await?;
+                for c in commits {
+                    self.traverse_commit_depth(&c, opts.depth, opts.commit_only, &mut reachable)
+                        .await?;
+                }
+            }
+        } else {
+            let all_refs = self.list_refs_ext(None, true, false).await?;
+            let mut depths: std::collections::HashMap<String, i32> =
+                opts.retain_branch_depth.iter().cloned().collect();
+            if !opts.only_branches.is_empty() {
+                for b in &opts.only_branches {
+                    self.resolve_rev(b, false).await?;
+                }
+                for name in all_refs.keys() {
+                    if !opts.only_branches.contains(name) && !depths.contains_key(name) {
+                        depths.insert(name.clone(), -1);
+                    }
+                }
+            }
+            for (name, c) in &all_refs {
+                if let Some(d) = depths.get(name) {
+                    self.traverse_commit_depth(c, *d, opts.commit_only, &mut reachable)
+                        .await?;
+                } else if let Some(cutoff) = opts.keep_younger_than {
+                    self.traverse_keep_younger_than(c, cutoff, opts.commit_only, &mut reachable)
+                        .await?;
+                } else {
+                    self.traverse_commit_depth(c, opts.depth, opts.commit_only, &mut reachable)
+                        .await?;
+                }
+            }
+        }
+        self.prune_from_reachable(&reachable, opts.no_prune, opts.commit_only)
+            .await
+    }
+
+    /// Delete every object not in `reachable` (`ostree_repo_prune_from_reachable`), then the
+    /// static deltas whose target commit is gone and stale cached summaries. With
+    /// `commit_only`, only commit objects are considered. The caller holds the exclusive
+    /// repository lock.
+    pub async fn prune_from_reachable(
+        &self,
+        reachable: &HashSet<ObjectKey>,
+        no_prune: bool,
+        commit_only: bool,
+    ) -> Result<PruneStats> {
+        let ty = commit_only.then_some(ObjectType::Commit);
+        let all: Vec<ObjectKey> = self
+            .store()
+            .list(ty)
+            .try_filter(|k| futures::future::ready(prunable(k.ty)))
+            .try_collect()
+            .await?;
+        let mut stats = PruneStats {
+            objects_total: all.len() as u64,
+            ..Default::default()
+        };
+        let (commits, others): (Vec<ObjectKey>, Vec<ObjectKey>) = all
+            .into_iter()
+            .filter(|k| !reachable.contains(k))
+            .partition(|k| k.ty == ObjectType::Commit);
+        stats.objects_pruned = (commits.len() + others.len()) as u64;
+
+        // Commits first: a kill after this phase leaves only unreferenced trees behind.
+        let tombstones = self.config().core_bool("tombstone-commits", false)?;
+        for k in &commits {
+            stats.bytes_freed += self.store().object_size(k).await?;
+            if !no_prune {
+                self.delete_commit_object(&k.checksum, tombstones).await?;
+            }
+        }
+        if !no_prune && !commits.is_empty() {
+            self.store().sync().await?;
+        }
+        let store = self.store().clone();
+        let sizes: Vec<u64> = futures::stream::iter(others)
+            .map(|k| {
+                let store = store.clone();
+                async move {
+                    tokio::spawn(async move {
+                        let size = store.object_size(&k).await?;
+                        if !no_prune {
+                            store
+                                .delete(&k)
+                                .await
+                                .map_err(|e| Error::Other(format!("Deleting object {k}: {e}")))?;
+                        }
+                        Ok::<u64, Error>(size)
+                    })
+                    .await
+                    .map_err(|e| Error::Other(format!("prune task failed: {e}")))?
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        stats.bytes_freed += sizes.iter().sum::<u64>();
+
+        if !no_prune {
+            self.prune_static_deltas(None).await?;
+            self.prune_summary_cache().await?;
+            self.store().sync().await?;
+        }
+        Ok(stats)
+    }
+
+    /// Delete a commit object as `ostree_repo_delete_object` does: its detached metadata,
+    /// the commit, then (with `tombstone`) a tombstone recording the deletion, and any
+    /// `commitpartial` marker. A missing commit is an error.
+    pub async fn delete_commit_object(&self, commit: &Checksum, tombstone: bool) -> Result<()> {
+        let key = ObjectKey::new(*commit, ObjectType::Commit);
+        if !self.store().has(&key).await? {
+            return Err(Error::not_found(format!(
+                "Deleting object {commit}.commit: No such file or directory"
+            )));
+        }
+        self.store()
+            .delete(&ObjectKey::new(*commit, ObjectType::CommitMeta))
+            .await?;
+        self.store().delete(&key).await?;
+        if tombstone {
+            self.store()
+                .put(
+                    &ObjectKey::new(*commit, ObjectType::TombstoneCommit),
+                    ObjectWrite::Meta(tombstone_bytes(commit).into()),
+                )
+                .await?;
+        }
+        self.store()
+            .delete_file(&format!("state/{commit}.commitpartial"))
+            .await
+    }
+
+    /// `ostree prune --delete-commit`: refuse a commit any ref (collection refs of remotes
+    /// aside) points to, turn on `core.tombstone-commits`, delete the commit (its tree stays
+    /// until the next prune).
+    pub async fn prune_delete_commit(&self, commit: &Checksum) -> Result<()> {
+        for (name, c) in self.list_refs_ext(None, true, false).await? {
+            if c == *commit {
+                return Err(Error::invalid(format!(
+                    "Commit '{commit}' is referenced by '{name}'"
+                )));
+            }
+        }
+        let filter = CollectionRefFilter {
+            exclude_remotes: true,
+            exclude_mirrors: false,
+        };
+        for (cr, c) in self.list_collection_refs(None, filter).await? {
+            if c == *commit {
+                return Err(Error::invalid(format!(
+                    "Commit '{commit}' is referenced by ({}, {})",
+                    cr.collection_id, cr.ref_name
+                )));
+            }
+        }
+        let mut config = self.config();
+        if !config
+            .core_bool("tombstone-commits", false)
+            .unwrap_or(false)
+        {
+            config.keyfile.set("core", "tombstone-commits", "true");
+            self.write_config(config).await?;
+        }
+        self.delete_commit_object(commit, true).await?;
+        self.store().sync().await
+    }
+
+    /// Delete static deltas (`ostree_repo_prune_static_deltas`): those targeting `commit`, or
+    /// without one, those whose target commit is not in the repository.
+    pub async fn prune_static_deltas(&self, commit: Option<&Checksum>) -> Result<()> {
+        for name in self.list_static_deltas().await? {
+            let drop = match commit {
+                Some(c) => name.to == *c,
+                None => {
+                    !self
+                        .store()
+                        .has(&ObjectKey::new(name.to, ObjectType::Commit))
+                        .await?
+                }
+            };
+            if drop {
+                // Superblock first: a kill never leaves a listed delta with parts missing.
+                self.delete_static_delta(&name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove cached remote summaries of remotes that no longer exist (`_ostree_repo_prune_tmp`).
+    async fn prune_summary_cache(&self) -> Result<()> {
+        let remotes: HashSet<String> = self
+            .remotes_local(&super::remote::RemotesDir::detect(self))?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        for f in self.store().list_files("tmp/cache/summaries/").await? {
+            let Some(name) = f.strip_prefix("tmp/cache/summaries/") else {
+                continue;
+            };
+            if name.contains('/') {
+                continue;
+            }
+            let remote = name.strip_suffix(".sig").unwrap_or(name);
+            if !remotes.contains(remote) {
+                self.store().delete_file(&f).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tombstone_matches_ostree() {
+        // FORMATS.md §1.6: 'commit' key, `ay` value = hex checksum + NUL.
+        let c = Checksum([0xdf; 32]);
+        let b = tombstone_bytes(&c);
+        assert!(b.starts_with(b"commit\0"));
+        let md = Metadata::from_bytes(&b).unwrap();
+        let v = md.get("commit").unwrap().as_bytes().unwrap();
+        assert_eq!(&v[..64], c.to_hex().as_bytes());
+        assert_eq!(v[64], 0);
+    }
+}
