@@ -880,7 +880,7 @@ enum Event {
         raw_uid: u32,
         raw_gid: u32,
         /// The content object, when this entry carries one (not a data-less hardlink).
-        object: Option<(Checksum, FileMeta, u64, Bytes)>,
+        object: Option<(Checksum, FileMeta, u64, Body)>,
         /// Hardlink target components, when this entry is one.
         hardlink: Option<(Vec<String>, String)>,
         size: u64,
@@ -893,6 +893,24 @@ enum Event {
     },
 }
 
+/// File data read from the archive: in memory, or spooled to a temporary file when large.
+enum Body {
+    Mem(Bytes),
+    Spool(Spool),
+}
+
+/// A temporary file removed on drop.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Files larger than this are spooled to disk instead of held in memory.
+const SPOOL_OVER: u64 = 32 * 1024 * 1024;
+
 /// A hardlink waiting for the end of the archive.
 struct Deferred {
     parent: Vec<String>,
@@ -901,6 +919,8 @@ struct Deferred {
 }
 
 struct Prepared {
+    /// Where large files are spooled (the repository's `tmp/` when local).
+    spool_dir: std::path::PathBuf,
     modifier: CommitModifier,
     canonical: bool,
     skip_xattrs: bool,
@@ -940,6 +960,42 @@ impl Prepared {
             info.gid = 0;
         }
         true
+    }
+
+    /// Copy the current entry's data to a new temporary file, hashing it on the way.
+    fn spool(
+        &self,
+        reader: &mut dyn EntryReader,
+        buf: &mut [u8],
+        h: &mut crate::checksum::Hasher,
+    ) -> Result<(u64, Body)> {
+        use std::io::Write;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .spool_dir
+            .join(format!(".tar-import-{}-{n}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io_path("creating spool file", &path, e))?;
+        let spool = Spool(path);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut total = 0u64;
+        loop {
+            let n = reader.read_data(buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            w.write_all(&buf[..n])
+                .map_err(|e| Error::io_path("writing spool file", &spool.0, e))?;
+            total += n as u64;
+        }
+        w.flush()
+            .map_err(|e| Error::io_path("writing spool file", &spool.0, e))?;
+        Ok((total, Body::Spool(spool)))
     }
 
     /// Read one archive into events; runs on a blocking thread.
@@ -1009,9 +1065,11 @@ impl Prepared {
                         let mut h = crate::checksum::Hasher::new();
                         h.update(&meta.file_header());
                         let (size, data) = if is_link {
-                            (0, Bytes::new())
+                            (0, Body::Mem(Bytes::new()))
+                        } else if e.size > SPOOL_OVER {
+                            self.spool(reader.as_mut(), &mut buf, &mut h)?
                         } else {
-                            let mut data = Vec::with_capacity(e.size.min(64 << 20) as usize);
+                            let mut data = Vec::with_capacity(e.size as usize);
                             loop {
                                 let n = reader.read_data(&mut buf)?;
                                 if n == 0 {
@@ -1020,7 +1078,7 @@ impl Prepared {
                                 h.update(&buf[..n]);
                                 data.extend_from_slice(&buf[..n]);
                             }
-                            (data.len() as u64, Bytes::from(data))
+                            (data.len() as u64, Body::Mem(Bytes::from(data)))
                         };
                         Some((h.finish(), meta, size, data))
                     } else {
@@ -1148,7 +1206,14 @@ impl Repo {
     ) -> Result<()> {
         let (canonical, _) = self.effective_modifier(modifier);
         let skip_xattrs = modifier.skip_xattrs || self.mode() == RepoMode::BareUserOnly;
+        let spool_dir = self
+            .store()
+            .local_root()
+            .map(|r| r.join("tmp"))
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
         let prep = Arc::new(Prepared {
+            spool_dir,
             modifier: modifier.clone(),
             canonical,
             skip_xattrs,
@@ -1266,18 +1331,16 @@ impl Repo {
                                 let written = if store.has(&key).await? {
                                     false
                                 } else {
+                                    let source = match &data {
+                                        Body::Mem(b) => ContentSource::Bytes(b.clone()),
+                                        Body::Spool(s) => ContentSource::Path(s.0.clone()),
+                                    };
                                     store
-                                        .put(
-                                            &key,
-                                            ObjectWrite::Content {
-                                                meta,
-                                                size,
-                                                source: ContentSource::Bytes(data),
-                                            },
-                                        )
+                                        .put(&key, ObjectWrite::Content { meta, size, source })
                                         .await?;
                                     true
                                 };
+                                drop(data);
                                 let archived = if want_size {
                                     Some(super::commit::stored_size(store.as_ref(), &key).await?)
                                 } else {
