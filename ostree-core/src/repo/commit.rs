@@ -648,7 +648,7 @@ impl Scanner<'_> {
                 entries.push((name.to_string(), ScanKind::Symlink(meta)));
             } else {
                 return Err(Error::invalid(format!(
-                    "Unsupported file type for file: '{child_rel}'"
+                    "Not a regular file or symlink: {name}"
                 )));
             }
         }
