@@ -384,3 +384,78 @@ fn ed25519_and_dummy_through_the_cli() {
     );
     assert_eq!(stored_dirtrees(&bad), 0);
 }
+
+#[test]
+fn real_signed_summaries_verify_with_ours() {
+    let Some(real) = real() else { return };
+    let ours = ours();
+    let d = scratch("sig-summary-");
+    let home = gpghome(d.path());
+    let homearg = format!("--gpg-homedir={}", path_str(&home));
+    let tree = d.path().join("tree");
+    make_small_tree(&tree);
+    let srv = d.path().join("srv");
+    real.init(&srv, "archive");
+    commit(
+        &real,
+        &srv,
+        &tree,
+        &[&format!("--gpg-sign={KEY1}"), &homearg],
+    );
+    real.ok(
+        &srv,
+        &["summary", "-u", &format!("--gpg-sign={KEY1}"), &homearg],
+    );
+    let server = TestServer::start(&srv);
+    let key1 = home.join("key1.asc");
+    let cl = d.path().join("cl");
+    client(
+        &ours,
+        &cl,
+        &server.url,
+        &[
+            "--set=gpg-verify-summary=true",
+            "--gpg-import",
+            path_str(&key1),
+        ],
+    );
+    ours.ok(&cl, &["pull", "origin", "main"]);
+    for f in ["origin", "origin.sig"] {
+        assert!(
+            cl.join("tmp/cache/summaries").join(f).exists(),
+            "summary cache {f} missing"
+        );
+    }
+    let out = ours.ok(&cl, &["remote", "summary", "origin"]);
+    assert!(
+        out.contains("GPG: Verification enabled, found 1 signature:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Good signature from \"Ostree Tester <test@test.com>\""),
+        "{out}"
+    );
+
+    // A summary signed by a key the remote does not trust, and garbage: refused.
+    real.ok(
+        &srv,
+        &["summary", "-u", &format!("--gpg-sign={KEY2}"), &homearg],
+    );
+    let cl2 = d.path().join("cl2");
+    client(
+        &ours,
+        &cl2,
+        &server.url,
+        &[
+            "--set=gpg-verify-summary=true",
+            "--gpg-import",
+            path_str(&key1),
+        ],
+    );
+    let r = ours.fails(&cl2, &["pull", "origin", "main"]);
+    assert!(r.err().contains("public key not found"), "{}", r.describe());
+    std::fs::write(srv.join("summary.sig"), b"invalid\n").expect("write");
+    let r = ours.fails(&cl2, &["pull", "origin", "main"]);
+    assert!(r.err().contains("no signatures found"), "{}", r.describe());
+    assert!(!cl2.join("tmp/cache/summaries/origin.sig").exists());
+}
