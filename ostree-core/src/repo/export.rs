@@ -407,7 +407,8 @@ impl Repo {
         .await?;
 
         // The writer runs on its own thread; loaded entries come to it in order.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Either>>(64);
+        // A short queue: the read-ahead window is the `buffered` stream below.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Either>>(8);
         let pad = opts.pad_to_block;
         let writer = std::thread::spawn(move || -> Result<W> {
             let mut w = GnuTarWriter::new(out);
