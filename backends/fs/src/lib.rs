@@ -33,8 +33,9 @@
 //!   order, so trees written bottom-up appear bottom-up), then commits and detached metadata.
 //!   A kill between two links never leaves a visible commit whose tree is not visible;
 //! * a handle holds at most [`FsStore::set_held_file_limit`] unnamed files (default: a quarter
-//!   of the soft `RLIMIT_NOFILE`, at most 4096). Past that, pending content and trees are made
-//!   durable and published early, in the same order; commits never are.
+//!   of the soft `RLIMIT_NOFILE`, at most 4096). Past half of that, pending content and trees
+//!   are made durable and published early, in the same order, while other puts go on (past the
+//!   limit they wait); commits never are.
 //!
 //! Symlinks of `bare`/`bare-user-only`, commits, tombstones and detached metadata (and every
 //! object when the filesystem has no `O_TMPFILE`, or unnamed files cannot be linked) are

@@ -277,23 +277,41 @@ impl Inner {
                 // A concurrent put of the same object won: drop ours.
                 Some(file)
             };
-            let over = set.unnamed() > self.unnamed_limit.load(Ordering::Relaxed);
+            let limit = self.unnamed_limit.load(Ordering::Relaxed);
+            let over = match set.unnamed() {
+                n if n > limit => Some(true),
+                n if n > limit / 2 => Some(false),
+                _ => None,
+            };
             (dropped, over)
         };
         if let (Some(PendingFile::Named(n)), Some(st)) = (dropped, self.staging_if_exists()) {
             let _ = rustix::fs::unlinkat(&st.dir, staged_name(n).as_str(), AtFlags::empty());
         }
-        if over { self.flush_early() } else { Ok(()) }
+        match over {
+            Some(wait) => self.flush_early(wait),
+            None => Ok(()),
+        }
     }
 
-    /// Too many unnamed files are held: make pending objects durable and publish them now
+    /// Many unnamed files are held: make pending objects durable and publish them now
     /// (content and trees only, in dependency order; commits always wait for `sync`, and are
-    /// never held unnamed). Puts that find a publication running wait for it, so the number
-    /// of held files stays bounded.
-    fn flush_early(&self) -> Result<()> {
-        let _g = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Done by another put while we waited?
-        if self.pending().unnamed() <= self.unnamed_limit.load(Ordering::Relaxed) {
+    /// never held unnamed). Past half the limit, the put that finds no publication running
+    /// starts one while the others go on; past the limit, puts wait for it (`wait`), so the
+    /// number of held files stays bounded.
+    fn flush_early(&self, wait: bool) -> Result<()> {
+        let _g = if wait {
+            self.sync_lock.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match self.sync_lock.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+            }
+        };
+        // Done by another put meanwhile?
+        let limit = self.unnamed_limit.load(Ordering::Relaxed);
+        if self.pending().unnamed() <= if wait { limit } else { limit / 2 } {
             return Ok(());
         }
         let batch = self.pending().snapshot(rank(ObjectType::DirTree));
