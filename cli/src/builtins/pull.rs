@@ -102,6 +102,7 @@ pub fn pull(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             http_headers: headers,
             append_user_agent: inv.value("append-user-agent").map(str::to_string),
             remotes_dir: RemotesDir::detect(&repo),
+            cache_dir: inv.value("cache-dir").map(std::path::PathBuf::from),
             ..PullOptions::default()
         };
         let stats = ostree_core::pull::pull(&repo, &remote, opts).await?;

@@ -186,6 +186,7 @@ fn pull_opts_for(inv: &Invocation, dir: RemotesDir) -> PullOptions {
     let _ = inv;
     PullOptions {
         remotes_dir: dir,
+        cache_dir: inv.value("cache-dir").map(PathBuf::from),
         ..PullOptions::default()
     }
 }
@@ -229,21 +230,9 @@ pub fn remote_summary(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>>
             println!("{}", ostree_core::gvariant::text::print(&v, false));
             return Ok(());
         }
-        let parsed = ostree_core::pull::summary::parse_summary(&summary)?;
-        for (r, (size, csum)) in &parsed.refs {
-            println!("* {r}");
-            println!(
-                "    Latest Commit ({}):",
-                ostree_core::pull::format_size(*size)
-            );
-            println!("      {csum}");
-        }
-        if !parsed.deltas.is_empty() {
-            println!("Static Deltas (ostree.static-deltas):");
-            for d in &parsed.deltas {
-                println!("  {d}");
-            }
-        }
+        // ostree's dump (`ot_dump_summary_bytes`), shared with `summary --view`.
+        let parsed = ostree_core::repo::summary::Summary::from_bytes(&summary)?;
+        print!("{}", super::summary::view_text(&parsed)?);
         let dir = RemotesDir::detect(&repo);
         print!(
             "{}",

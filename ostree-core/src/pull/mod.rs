@@ -21,6 +21,7 @@
 //! Static deltas plug in through [`DeltaApplier`]; without one, `--require-static-deltas`
 //! fails clearly and object pulls are used.
 
+pub mod cache;
 pub mod engine;
 pub mod source;
 pub mod summary;
@@ -116,6 +117,8 @@ pub struct PullOptions {
     pub gpg_verify_summary: Option<bool>,
     /// Signature policy (built from the remote's options when `None`).
     pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
+    /// `--cache-dir`: cache summaries in `DIR/summaries/` instead of the repository.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -147,6 +150,7 @@ impl Default for PullOptions {
             gpg_verify: None,
             gpg_verify_summary: None,
             verification: None,
+            cache_dir: None,
         }
     }
 }
@@ -387,41 +391,14 @@ async fn mirrors_for(registry: &Registry, spec: &str, cfg: &FetcherConfig) -> Re
     Ok(Mirrors(vec![registry.build_fetcher(&u, cfg)?]))
 }
 
-fn cache_path(remote: &str, suffix: &str) -> String {
-    format!("tmp/cache/summaries/{remote}{suffix}")
-}
-
-fn read_etag(repo: &Repo, rel: &str) -> Option<String> {
-    let root = repo.store().local_root()?;
-    let mut buf = vec![0u8; 512];
-    let n = rustix::fs::getxattr(root.join(rel), "user.etag", &mut buf).ok()?;
-    buf.truncate(n);
-    String::from_utf8(buf).ok()
-}
-
-fn write_etag(repo: &Repo, rel: &str, etag: Option<&str>) {
-    if let Some(root) = repo.store().local_root() {
-        let p = root.join(rel);
-        let _ = match etag {
-            Some(e) => rustix::fs::setxattr(
-                &p,
-                "user.etag",
-                e.as_bytes(),
-                rustix::fs::XattrFlags::empty(),
-            ),
-            None => rustix::fs::removexattr(&p, "user.etag"),
-        };
-    }
-}
-
 /// Fetch the summary through the cache: conditional on the cached ETag; a 304 loads the
 /// cached copy. Returns the bytes, and whether they are new (to be cached).
 async fn fetch_summary(
-    repo: &Repo,
+    cache: &cache::SummaryCache,
     src: &RemoteSource,
     cache_name: Option<&str>,
 ) -> Result<Option<Bytes>> {
-    let cached_etag = cache_name.and_then(|n| read_etag(repo, &cache_path(n, "")));
+    let cached_etag = cache_name.and_then(|n| cache.etag(n, ""));
     let got = src
         .get(
             src.meta_mirrors(),
@@ -434,7 +411,7 @@ async fn fetch_summary(
         None => Ok(None),
         Some((FetchStatus::NotModified, _, _)) => {
             let name = cache_name.unwrap_or_default();
-            match repo.store().read_file(&cache_path(name, "")).await? {
+            match cache.read(name, "").await? {
                 Some(b) => Ok(Some(b)),
                 None => {
                     // The cache vanished under us: fetch unconditionally.
@@ -447,10 +424,7 @@ async fn fetch_summary(
         }
         Some((FetchStatus::Ok, bytes, etag)) => {
             if let Some(n) = cache_name {
-                let p = cache_path(n, "");
-                if repo.store().write_file(&p, bytes.clone()).await.is_ok() {
-                    write_etag(repo, &p, etag.as_deref());
-                }
+                cache.write(n, "", bytes.clone(), etag.as_deref()).await;
             }
             Ok(Some(bytes))
         }
@@ -547,11 +521,12 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let src = Arc::new(RemoteSource::new(meta, content, policy));
 
     // Summary (cached per remote), then the remote's mode.
+    let cache = cache::SummaryCache::new(repo, opts.cache_dir.clone());
     let summary_bytes = match &opts.verification {
         Some(v) if v.verifies_summary() => {
-            verify::fetch_verified_summary(repo, &src, remote_name.as_deref(), v).await?
+            verify::fetch_verified_summary(&cache, &src, remote_name.as_deref(), v).await?
         }
-        _ => fetch_summary(repo, &src, remote_name.as_deref()).await?,
+        _ => fetch_summary(&cache, &src, remote_name.as_deref()).await?,
     };
     let summary: Option<RemoteSummary> = match &summary_bytes {
         Some(b) => Some(parse_summary(b)?),
@@ -951,7 +926,8 @@ pub async fn remote_summary_bytes(
     let cfg = fetcher_config(repo, Some(&r), opts)?;
     let meta = mirrors_for(registry, &url, &cfg).await?;
     let src = RemoteSource::new(meta, Mirrors(Vec::new()), NetPolicy::default());
-    let summary = fetch_summary(repo, &src, Some(remote_name)).await?;
+    let cache = cache::SummaryCache::new(repo, opts.cache_dir.clone());
+    let summary = fetch_summary(&cache, &src, Some(remote_name)).await?;
     let sig = src.file("summary.sig", MAX_METADATA_SIZE).await?;
     Ok((summary, sig))
 }

@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 
+use super::cache::SummaryCache;
 use super::source::{MAX_METADATA_SIZE, RemoteSource};
-use super::{cache_path, write_etag};
 use crate::repo::Repo;
 use crate::sign::policy::PullVerification;
 use crate::{Error, Result};
@@ -30,7 +30,7 @@ async fn fetch_plain(src: &RemoteSource, path: &str) -> Result<Option<(Bytes, Op
 
 /// The remote's summary, verified by `v` (which requires summary signatures).
 pub(super) async fn fetch_verified_summary(
-    repo: &Repo,
+    cache: &SummaryCache,
     src: &RemoteSource,
     cache_name: Option<&str>,
     v: &PullVerification,
@@ -40,16 +40,16 @@ pub(super) async fn fetch_verified_summary(
     let mut summary: Option<(Bytes, Option<String>)> = None;
     let mut from_cache = false;
     if let (Some(s), Some(name)) = (&sig_bytes, cache_name) {
-        let cached_sig = repo.store().read_file(&cache_path(name, ".sig")).await?;
+        let cached_sig = cache.read(name, ".sig").await?;
         if cached_sig.as_ref() == Some(s) {
-            match repo.store().read_file(&cache_path(name, "")).await? {
+            match cache.read(name, "").await? {
                 Some(b) => {
                     summary = Some((b, None));
                     from_cache = true;
                 }
                 None => {
                     // A cached signature without its summary is useless.
-                    let _ = repo.store().delete_file(&cache_path(name, ".sig")).await;
+                    cache.delete(name, ".sig").await;
                 }
             }
         }
@@ -84,19 +84,12 @@ pub(super) async fn fetch_verified_summary(
         from_cache = false;
     }
     if !from_cache && let (Some(name), Some((s, sig_etag))) = (cache_name, &sig) {
-        let p = cache_path(name, "");
-        if repo
-            .store()
-            .write_file(&p, summary_bytes.clone())
-            .await
-            .is_ok()
-        {
-            write_etag(repo, &p, etag.as_deref());
-        }
-        let ps = cache_path(name, ".sig");
-        if repo.store().write_file(&ps, s.clone()).await.is_ok() {
-            write_etag(repo, &ps, sig_etag.as_deref());
-        }
+        cache
+            .write(name, "", summary_bytes.clone(), etag.as_deref())
+            .await;
+        cache
+            .write(name, ".sig", s.clone(), sig_etag.as_deref())
+            .await;
     }
     Ok(Some(summary_bytes))
 }
