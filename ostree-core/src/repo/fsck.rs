@@ -269,7 +269,10 @@ impl Repo {
         }
         if !tombstones.is_empty() {
             let mut config = self.config();
-            if !config.core_bool("tombstone-commits", false).unwrap_or(false) {
+            if !config
+                .core_bool("tombstone-commits", false)
+                .unwrap_or(false)
+            {
                 config.keyfile.set("core", "tombstone-commits", "true");
                 self.write_config(config).await?;
             }

@@ -10,6 +10,7 @@ mod delta;
 mod hostile;
 mod kill;
 mod pull;
+mod repo_admin;
 mod rich;
 mod tar;
 mod vectors;
