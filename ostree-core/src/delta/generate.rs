@@ -592,11 +592,15 @@ fn compress_part(index: usize, b: PartBuilder, preset: u32, dict: u64) -> Result
     })
 }
 
+/// The file-type part of a name for ordering: the last non-numeric dot-separated component
+/// after the stem (`libfoo.so.6.0` → `so`, `x.cpython-311.pyc` → `pyc`, `ls` → ``).
 fn ext_key(name: &str) -> &str {
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => ext,
-        _ => "",
-    }
+    let Some((_, rest)) = name.split_once('.').filter(|(stem, _)| !stem.is_empty()) else {
+        return "";
+    };
+    rest.rsplit('.')
+        .find(|c| !c.is_empty() && !c.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("")
 }
 
 fn format_size(n: u64) -> String {
@@ -1162,16 +1166,9 @@ impl Repo {
         log(format!("bsdiff={n_bsdiff} objects"));
         match &opts.filename {
             Some(f) => {
+                // Outside the repository nothing but the delta's own files is touched.
                 let f = f.clone();
-                let dir = local_dir.clone();
-                let n = n_parts;
-                let inline_parts = opts.inline_parts;
                 tokio::task::spawn_blocking(move || {
-                    if inline_parts && let Some(d) = &dir {
-                        for i in 0..n {
-                            let _ = std::fs::remove_file(d.join(i.to_string()));
-                        }
-                    }
                     write_local_atomic(&f, &bytes)
                 })
                 .await
@@ -1230,6 +1227,16 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ext_keys() {
+        assert_eq!(ext_key("libfoo.so.6.0.30"), "so");
+        assert_eq!(ext_key("x.cpython-311.pyc"), "pyc");
+        assert_eq!(ext_key("ls"), "");
+        assert_eq!(ext_key(".bashrc"), "");
+        assert_eq!(ext_key("ls.1.gz"), "gz");
+        assert_eq!(ext_key("libc.so.6"), "so");
+    }
 
     #[test]
     fn format_sizes() {
