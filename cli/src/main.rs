@@ -27,6 +27,7 @@ use opts::{Exit, Invocation, eprint_text};
 
 fn main() {
     restore_sigpipe();
+    raise_nofile_limit();
     let raw: Vec<OsString> = std::env::args_os().collect();
     let argv: Vec<String> = raw
         .iter()
@@ -119,4 +120,20 @@ fn restore_sigpipe() {
         signal_hook::consts::SIGPIPE,
         Arc::new(AtomicBool::new(true)),
     );
+}
+
+/// Raise the soft open-file limit to the hard limit (as systemd recommends for programs that
+/// need many descriptors): the local backend keeps written objects open until they are synced.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
 }

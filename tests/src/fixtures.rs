@@ -285,8 +285,8 @@ pub fn add_huge_file(root: &Path, mb: u64) {
 /// Build a tree of `nfiles` distinct files (about `avg_kib` KiB each) in 32 directories.
 pub fn make_bulk_tree(root: &Path, nfiles: u64, avg_kib: u64, seed: u64) {
     for i in 0..nfiles {
-        let size =
-            ((seed.wrapping_add(i) * 7919) % (2 * avg_kib + 1)) as usize * 1024 + (i % 97) as usize;
+        let size = (seed.wrapping_add(i).wrapping_mul(7919) % (2 * avg_kib + 1)) as usize * 1024
+            + (i % 97) as usize;
         write_file(
             &root
                 .join(format!("d{:02}", i % 32))
