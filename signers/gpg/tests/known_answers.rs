@@ -146,3 +146,45 @@ fn import_by_key_id() {
     let (_, n) = k.import(&[], &ring, &[]).unwrap();
     assert_eq!(n, 3);
 }
+
+/// Hostile keyrings: truncated, byte-flipped, oversized, armored garbage — never a panic,
+/// and a signature never verifies against a keyring that lost the signing key's material.
+#[test]
+fn mutated_keyrings_never_panic() {
+    let ring = std::fs::read(data("gpghome/pubring.gpg")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::copy(data("gpghome/secring.gpg"), home.path().join("secring.gpg")).unwrap();
+    let sig = GpgSigner::new("472CDAFA", Some(home.path()))
+        .unwrap()
+        .sign(b"data")
+        .unwrap();
+    let step = (ring.len() / 97).max(1);
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for i in (0..ring.len()).step_by(step) {
+        cases.push(ring[..i].to_vec());
+        let mut m = ring.clone();
+        m[i] ^= 0xff;
+        cases.push(m);
+    }
+    cases.push([ring.clone(), vec![0xff; 70_000]].concat());
+    cases.push(
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!!\n-----END PGP PUBLIC KEY BLOCK-----\n"
+            .to_vec(),
+    );
+    for c in &cases {
+        let v = GpgVerifier::new(&VerifierConfig {
+            key_data: vec![c.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+        let r = v.verify(b"data", std::slice::from_ref(&sig)).unwrap();
+        if r.is_valid() {
+            // Only keyrings that still hold key 1's intact public key material may verify.
+            assert!(
+                r.signatures[0].fingerprint_primary == "5E65DE75AB1C501862D476347FCA23D8472CDAFA"
+            );
+        }
+        let _ = GpgKeyring.list(c, &[]);
+        let _ = GpgKeyring.import(&ring, c, &[]);
+    }
+}
