@@ -49,6 +49,9 @@ run_case() {
     done
     # --version lists build features, which legitimately differ.
     sed -i '/^  - /d' "$work/real.out" "$work/ours.out"
+    # Options ostree only has when built with libsodium (ed25519), which Debian's build is not:
+    # we support ed25519, so our help lists them.
+    sed -i -E '/^  --keys-(file|dir)=NAME /d' "$work/ours.out"
     if cmp -s "$work/real.out" "$work/ours.out" && cmp -s "$work/real.err" "$work/ours.err"; then
         pass=$((pass + 1))
     else
