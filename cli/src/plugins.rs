@@ -8,3 +8,14 @@ use ostree_fetcher_file as _;
 use ostree_fetcher_http as _;
 use ostree_signer_ed25519 as _;
 use ostree_signer_gpg as _;
+
+#[cfg(test)]
+mod tests {
+    /// Every signature plugin crate is linked (a crate named nowhere silently vanishes).
+    #[test]
+    fn linked_signature_types() {
+        let r = ostree_core::registry::Registry::global();
+        assert_eq!(r.signer_names(), vec!["dummy", "ed25519", "gpg"]);
+        assert!(r.check().is_ok());
+    }
+}
