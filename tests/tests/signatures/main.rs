@@ -316,6 +316,11 @@ fn hostile_signature_data_never_verifies() {
 #[test]
 fn ed25519_and_dummy_through_the_cli() {
     let ours = ours();
+    // (When the binary under test is a real ostree built without libsodium, as Debian's.)
+    if !ours.run(&["--version"]).out().contains("- sign-ed25519") {
+        eprintln!("SKIP: {} has no ed25519 support", ours.bin.display());
+        return;
+    }
     let d = scratch("sig-ed-");
     let tree = d.path().join("tree");
     make_small_tree(&tree);
