@@ -323,11 +323,11 @@ impl Engine {
         } else {
             None
         };
-        let commit_bytes = if had {
-            store.get(&key).await?.into_meta()?
+        let (commit_bytes, commit_local) = if had {
+            (store.get(&key).await?.into_meta()?, false)
         } else {
             match self.fetch_meta_unstored(key, depth == 0).await? {
-                Some((b, _)) => b,
+                Some(got) => got,
                 // A parent the server does not have (pruned history): stop here.
                 None => return Ok(children),
             }
@@ -360,7 +360,7 @@ impl Engine {
             store
                 .put(&key, ObjectWrite::Meta(commit_bytes.clone()))
                 .await?;
-            self.count_meta(self.source.is_local());
+            self.count_meta(commit_local);
         }
         let commit = Commit::from_bytes(&commit_bytes)
             .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
