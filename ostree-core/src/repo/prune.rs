@@ -20,14 +20,16 @@
 //! an object being deleted.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::Repo;
 use super::refs::CollectionRefFilter;
 use crate::gvariant::Variant;
 use crate::objects::{Commit, DirTree, Metadata};
-use crate::store::ObjectWrite;
+use crate::store::{ObjectStore, ObjectWrite};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
 /// How many object reads or deletions run at once.
@@ -107,6 +109,68 @@ pub fn tombstone_bytes(commit: &Checksum) -> Vec<u8> {
     md.to_bytes()
 }
 
+/// A metadata object from the first store that has it; `None` when none has.
+async fn get_meta(stores: &[Arc<dyn ObjectStore>], key: &ObjectKey) -> Result<Option<Bytes>> {
+    for s in stores {
+        match s.get(key).await {
+            Ok(o) => return o.into_meta().map(Some),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Breadth-first walk of dirtrees, reading each level's new dirtrees concurrently.
+async fn traverse_trees(
+    stores: &[Arc<dyn ObjectStore>],
+    roots: Vec<Checksum>,
+    ignore_missing: bool,
+    reachable: &mut HashSet<ObjectKey>,
+) -> Result<()> {
+    let mut frontier: Vec<Checksum> = roots
+        .into_iter()
+        .filter(|t| reachable.insert(ObjectKey::new(*t, ObjectType::DirTree)))
+        .collect();
+    while !frontier.is_empty() {
+        let loaded: Vec<Option<DirTree>> = futures::stream::iter(std::mem::take(&mut frontier))
+            .map(|t| {
+                let stores = stores.to_vec();
+                async move {
+                    tokio::spawn(async move {
+                        let key = ObjectKey::new(t, ObjectType::DirTree);
+                        match get_meta(&stores, &key).await? {
+                            Some(b) => DirTree::from_bytes(&b).map(Some).map_err(|e| {
+                                Error::corrupted(format!("Corrupted dirtree object {t}: {e}"))
+                            }),
+                            None if ignore_missing => Ok(None),
+                            None => Err(Error::not_found(format!(
+                                "No such metadata object {t}.dirtree"
+                            ))),
+                        }
+                    })
+                    .await
+                    .map_err(|e| Error::Other(format!("traversal task failed: {e}")))?
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        for dt in loaded.into_iter().flatten() {
+            for (_, f) in dt.files {
+                reachable.insert(ObjectKey::new(f, ObjectType::File));
+            }
+            for (_, t, m) in dt.dirs {
+                reachable.insert(ObjectKey::new(m, ObjectType::DirMeta));
+                if reachable.insert(ObjectKey::new(t, ObjectType::DirTree)) {
+                    frontier.push(t);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Repo {
     /// Add to `reachable` every object reachable from `commit` and from up to `depth` of its
     /// parents (-1: all), as `ostree_repo_traverse_commit_with_flags`: the walk stops at a
@@ -119,6 +183,7 @@ impl Repo {
         commit_only: bool,
         reachable: &mut HashSet<ObjectKey>,
     ) -> Result<()> {
+        let stores = self.meta_sources().await?;
         let mut cur = *commit;
         let mut depth = depth;
         loop {
@@ -126,10 +191,8 @@ impl Repo {
             if reachable.contains(&key) {
                 break;
             }
-            let bytes = match self.store().get(&key).await {
-                Ok(o) => o.into_meta()?,
-                Err(e) if e.is_not_found() => break,
-                Err(e) => return Err(e),
+            let Some(bytes) = get_meta(&stores, &key).await? else {
+                break;
             };
             let c = Commit::from_bytes(&bytes)
                 .map_err(|e| Error::corrupted(format!("Corrupted commit object {cur}: {e}")))?;
@@ -137,8 +200,7 @@ impl Repo {
             reachable.insert(key);
             if !commit_only {
                 reachable.insert(ObjectKey::new(c.root_meta, ObjectType::DirMeta));
-                self.traverse_trees(vec![c.root_tree], partial, reachable)
-                    .await?;
+                traverse_trees(&stores, vec![c.root_tree], partial, reachable).await?;
             }
             match c.parent {
                 Some(p) if depth == -1 || depth > 0 => {
@@ -153,64 +215,22 @@ impl Repo {
         Ok(())
     }
 
-    /// Breadth-first walk of dirtrees, reading each level's new dirtrees concurrently.
-    async fn traverse_trees(
-        &self,
-        roots: Vec<Checksum>,
-        ignore_missing: bool,
-        reachable: &mut HashSet<ObjectKey>,
-    ) -> Result<()> {
-        let mut frontier: Vec<Checksum> = roots
-            .into_iter()
-            .filter(|t| reachable.insert(ObjectKey::new(*t, ObjectType::DirTree)))
-            .collect();
-        while !frontier.is_empty() {
-            let store = self.store().clone();
-            let loaded: Vec<(Checksum, Option<DirTree>)> =
-                futures::stream::iter(std::mem::take(&mut frontier))
-                    .map(|t| {
-                        let store = store.clone();
-                        async move {
-                            let key = ObjectKey::new(t, ObjectType::DirTree);
-                            let r = tokio::spawn(async move {
-                                match store.get(&key).await {
-                                    Ok(o) => {
-                                        let b = o.into_meta()?;
-                                        DirTree::from_bytes(&b).map(Some).map_err(|e| {
-                                            Error::corrupted(format!(
-                                                "Corrupted dirtree object {t}: {e}"
-                                            ))
-                                        })
-                                    }
-                                    Err(e) if e.is_not_found() && ignore_missing => Ok(None),
-                                    Err(e) if e.is_not_found() => Err(Error::not_found(format!(
-                                        "No such metadata object {t}.dirtree"
-                                    ))),
-                                    Err(e) => Err(e),
-                                }
-                            })
-                            .await
-                            .map_err(|e| Error::Other(format!("traversal task failed: {e}")))?;
-                            r.map(|d| (t, d))
-                        }
-                    })
-                    .buffer_unordered(CONCURRENCY)
-                    .try_collect()
-                    .await?;
-            for (_, dt) in loaded {
-                let Some(dt) = dt else { continue };
-                for (_, f) in dt.files {
-                    reachable.insert(ObjectKey::new(f, ObjectType::File));
+    /// The stores metadata is read from: this repository's, then its parents' (`core.parent`),
+    /// as `ostree_repo_load_variant` falls back to the parent repository.
+    async fn meta_sources(&self) -> Result<Vec<Arc<dyn ObjectStore>>> {
+        let mut out = vec![self.store().clone()];
+        let mut cur = self.clone();
+        // A parent chain longer than this is surely a loop.
+        for _ in 0..8 {
+            match cur.parent_repo().await? {
+                Some(p) => {
+                    out.push(p.store().clone());
+                    cur = p;
                 }
-                for (_, t, m) in dt.dirs {
-                    reachable.insert(ObjectKey::new(m, ObjectType::DirMeta));
-                    if reachable.insert(ObjectKey::new(t, ObjectType::DirTree)) {
-                        frontier.push(t);
-                    }
-                }
+                None => break,
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Add what every ref needs (`ostree_repo_traverse_reachable_refs`): local and remote
@@ -247,13 +267,15 @@ impl Repo {
     ) -> Result<()> {
         self.traverse_commit_depth(commit, 0, commit_only, reachable)
             .await?;
+        let stores = self.meta_sources().await?;
         let mut next = *commit;
         loop {
-            let c = match self.load_commit(&next).await {
-                Ok(c) => c,
-                Err(e) if e.is_not_found() => break,
-                Err(e) => return Err(e),
+            let key = ObjectKey::new(next, ObjectType::Commit);
+            let Some(bytes) = get_meta(&stores, &key).await? else {
+                break;
             };
+            let c = Commit::from_bytes(&bytes)
+                .map_err(|e| Error::corrupted(format!("Corrupted commit object {next}: {e}")))?;
             if c.timestamp < cutoff {
                 break;
             }
