@@ -513,11 +513,13 @@ pub async fn gpg_sign_commit(
         if let Some(p) = verifier.lookup_key(key_id) {
             mine.push(p);
         }
+        // The issuer named by a signature identifies the key even when it is not trusted
+        // here (a GnuPG 2 home keeps public keys in pubring.kbx, which ostree never reads).
         let dup = report.signatures.iter().any(|s| {
-            !s.key_missing
-                && (mine
-                    .iter()
-                    .any(|f| *f == s.fingerprint_primary || *f == s.fingerprint))
+            mine.iter().any(|f| {
+                (!s.fingerprint.is_empty() && *f == s.fingerprint)
+                    || (!s.key_missing && *f == s.fingerprint_primary)
+            })
         });
         if dup {
             return Err(Error::AlreadyExists {
