@@ -19,63 +19,11 @@ use ostree_core::store::{OpenOptions, RefExpect, RepoMode};
 use super::{open_repo_opts, parse_boolean};
 use crate::opts::Invocation;
 
-/// Parse `--timestamp` values the way ostree's `parse_datetime` is used: `@EPOCH`,
-/// `YYYY-MM-DD`, `YYYY-MM-DD[T ]HH:MM[:SS][Z|±HH[:MM]]`.
-pub fn parse_timestamp(s: &str) -> Option<u64> {
-    let t = s.trim();
-    if let Some(n) = t.strip_prefix('@') {
-        return n.parse::<i64>().ok().and_then(|v| u64::try_from(v).ok());
-    }
-    let (date, rest) = match t.find(['T', 't', ' ']) {
-        Some(i) => (&t[..i], t[i + 1..].trim()),
-        None => (t, ""),
-    };
-    let mut dp = date.split('-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let mo: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let (mut h, mut mi, mut sec, mut off) = (0i64, 0i64, 0i64, 0i64);
-    if !rest.is_empty() {
-        let (time, tz) = match rest.find(['Z', 'z', '+', '-']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let mut tp = time.trim().split(':');
-        h = tp.next()?.parse().ok()?;
-        mi = tp.next().unwrap_or("0").parse().ok()?;
-        let s = tp.next().unwrap_or("0");
-        sec = s.split('.').next()?.parse().ok()?;
-        if tp.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        let tz = tz.trim();
-        if !tz.is_empty() && !tz.eq_ignore_ascii_case("z") {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let digits: String = tz[1..].chars().filter(|c| c.is_ascii_digit()).collect();
-            let (oh, om) = match digits.len() {
-                2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (
-                    digits[..2].parse::<i64>().ok()?,
-                    digits[2..].parse::<i64>().ok()?,
-                ),
-                _ => return None,
-            };
-            off = sign * (oh * 3600 + om * 60);
-        }
-    }
-    // Days from civil (Howard Hinnant).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + h * 3600 + mi * 60 + sec - off;
-    u64::try_from(secs).ok()
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Timestamp of a new commit without `--timestamp`: `SOURCE_DATE_EPOCH` or now.
@@ -731,9 +679,10 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
                 .push(("ostree.sizes".into(), sizes_metadata(sizes)));
         }
         let timestamp = match inv.value("timestamp") {
-            Some(ts) => {
-                parse_timestamp(ts).ok_or_else(|| anyhow::anyhow!("Could not parse '{ts}'"))?
-            }
+            // gnulib parse_datetime forms; negative times wrap as ostree stores them.
+            Some(ts) => super::prune::parse_datetime(ts, now_secs())
+                .map(|t| t as u64)
+                .ok_or_else(|| anyhow::anyhow!("Could not parse '{ts}'"))?,
             None => default_timestamp()?,
         };
         let commit = Commit {
@@ -775,18 +724,17 @@ async fn run(inv: Invocation) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_timestamp;
+    use super::super::prune::parse_datetime;
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp("@1234567890"), Some(1234567890));
-        assert_eq!(parse_timestamp("2021-01-01T00:00:00Z"), Some(1609459200));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Some(1700000000));
-        assert_eq!(parse_timestamp("2021-01-01"), Some(1609459200));
+        assert_eq!(parse_datetime("@1234567890", 0), Some(1234567890));
+        assert_eq!(parse_datetime("2021-01-01T00:00:00Z", 0), Some(1609459200));
+        assert_eq!(parse_datetime("2023-11-14T22:13:20Z", 0), Some(1700000000));
         assert_eq!(
-            parse_timestamp("2021-01-01 01:00:00+01:00"),
+            parse_datetime("2021-01-01 01:00:00+01:00", 0),
             Some(1609459200)
         );
-        assert_eq!(parse_timestamp("garbage"), None);
+        assert_eq!(parse_datetime("garbage", 0), None);
     }
 }

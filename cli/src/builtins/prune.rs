@@ -189,7 +189,7 @@ pub fn parse_datetime(s: &str, now: i64) -> Option<i64> {
             let m: u32 = p.next()?.parse().ok()?;
             let d: u32 = p.next()?.parse().ok()?;
             date = Some((y, m, d));
-        } else if t.contains(':') && parse_time(t).is_some() {
+        } else if t.contains(':') && !t.starts_with(['+', '-']) && parse_time(t).is_some() {
             time = parse_time(t);
         } else if (t.starts_with('+')
             || t.starts_with('-')

@@ -758,9 +758,7 @@ impl Repo {
                     .await?;
             }
             self.store().sync().await?;
-            self.store()
-                .put(&ckey, ObjectWrite::Meta(sb.commit.clone()))
-                .await?;
+            self.put_commit_object(&to, sb.commit.clone()).await?;
         }
         self.store().sync().await?;
         Ok(report)

@@ -357,9 +357,7 @@ impl Engine {
             store
                 .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
                 .await?;
-            store
-                .put(&key, ObjectWrite::Meta(commit_bytes.clone()))
-                .await?;
+            self.repo.put_commit_object(&csum, commit_bytes.clone()).await?;
             self.count_meta(commit_local);
         }
         let commit = Commit::from_bytes(&commit_bytes)

@@ -1232,9 +1232,17 @@ impl Repo {
         detached: Option<&Metadata>,
         stats: &mut CommitStats,
     ) -> Result<Checksum> {
-        let c = self
-            .write_meta_object(ObjectType::Commit, commit.to_bytes(), stats)
-            .await?;
+        let bytes = commit.to_bytes();
+        let c = Checksum::of(&bytes);
+        stats.metadata_objects_total += 1;
+        if !self
+            .store()
+            .has(&ObjectKey::new(c, ObjectType::Commit))
+            .await?
+        {
+            stats.metadata_objects_written += 1;
+        }
+        self.put_commit_object(&c, Bytes::from(bytes)).await?;
         if let Some(md) = detached {
             let key = ObjectKey::new(c, ObjectType::CommitMeta);
             self.store().delete(&key).await?;

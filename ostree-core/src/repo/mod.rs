@@ -207,6 +207,22 @@ impl Repo {
         self.inner.store.sync().await
     }
 
+    /// Store a commit object (already verified by the caller) and delete its tombstone, if any:
+    /// a commit that comes back is no longer intentionally absent (as ostree does when it
+    /// writes a commit).
+    pub async fn put_commit_object(&self, csum: &Checksum, bytes: Bytes) -> Result<()> {
+        let store = &self.inner.store;
+        store
+            .put(
+                &ObjectKey::new(*csum, ObjectType::Commit),
+                crate::store::ObjectWrite::Meta(bytes),
+            )
+            .await?;
+        store
+            .delete(&ObjectKey::new(*csum, ObjectType::TombstoneCommit))
+            .await
+    }
+
     /// Take the repository lock: shared for anything that adds objects or moves refs
     /// (commit, pull), exclusive for destructive work (prune). Released on drop. Take the
     /// strongest lock an operation needs first: upgrading a held lock would wait on itself.
