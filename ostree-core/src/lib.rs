@@ -11,6 +11,7 @@
 //!
 //! Plugins (`backends/*`) depend on this crate only; the CLI composes them.
 
+pub mod bootloader;
 pub mod checksum;
 pub mod config;
 #[cfg(feature = "conformance")]

@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use url::Url;
 
+use crate::bootloader::BootloaderWriter;
 use crate::fetcher::{Fetcher, FetcherConfig};
 use crate::sign::SignerPlugin;
 use crate::store::{ObjectStore, OpenOptions};
@@ -54,12 +55,29 @@ pub struct FetcherPlugin {
 
 inventory::collect!(FetcherPlugin);
 
+/// A bootloader writer plugin record (see [`crate::bootloader`]).
+#[derive(Debug)]
+pub struct BootloaderPlugin {
+    /// The `sysroot.bootloader` value (lowercase): `grub2`, `syslinux`, `uboot`, `none`.
+    pub name: &'static str,
+    /// One line for `ostree --version` / listings.
+    pub description: &'static str,
+    /// Place in `auto` probing, lower first; `None` when only chosen by configuration.
+    /// ostree's order: syslinux 10, grub2 20, uboot 30 (zipl and none never probe).
+    pub autodetect: Option<u32>,
+    /// Build the (stateless) writer.
+    pub build: fn() -> Box<dyn BootloaderWriter>,
+}
+
+inventory::collect!(BootloaderPlugin);
+
 /// Plugins by kind and key.
 #[derive(Debug, Default)]
 pub struct Registry {
     stores: BTreeMap<String, &'static StorePlugin>,
     fetchers: BTreeMap<String, &'static FetcherPlugin>,
     signers: BTreeMap<String, &'static SignerPlugin>,
+    bootloaders: BTreeMap<String, &'static BootloaderPlugin>,
     duplicates: Vec<(&'static str, String)>,
 }
 
@@ -80,6 +98,9 @@ impl Registry {
         }
         for p in inventory::iter::<SignerPlugin> {
             r.register_signer(p);
+        }
+        for p in inventory::iter::<BootloaderPlugin> {
+            r.register_bootloader(p);
         }
         r
     }
@@ -127,6 +148,44 @@ impl Registry {
                 e.insert(p);
             }
         }
+    }
+
+    /// Add a bootloader writer plugin. A duplicate name is remembered and reported when used.
+    pub fn register_bootloader(&mut self, p: &'static BootloaderPlugin) {
+        let key = p.name.to_ascii_lowercase();
+        match self.bootloaders.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(("bootloader", e.key().clone()));
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(p);
+            }
+        }
+    }
+
+    /// Every bootloader writer plugin, sorted by name.
+    pub fn bootloader_plugins(&self) -> impl Iterator<Item = &'static BootloaderPlugin> + '_ {
+        self.bootloaders.values().copied()
+    }
+
+    /// The bootloader plugin registered under `name` (`Ok(None)` when none is; an error when
+    /// two are).
+    pub(crate) fn bootloader_plugin_lookup(
+        &self,
+        name: &str,
+    ) -> Result<Option<&'static BootloaderPlugin>> {
+        let key = name.to_ascii_lowercase();
+        if self
+            .duplicates
+            .iter()
+            .any(|(kind, k)| *kind == "bootloader" && *k == key)
+        {
+            return Err(Error::DuplicatePlugin {
+                kind: "bootloader",
+                key,
+            });
+        }
+        Ok(self.bootloaders.get(&key).copied())
     }
 
     /// Every signature plugin, sorted by name.
