@@ -634,6 +634,14 @@ struct Ctx {
 }
 
 impl Ctx {
+    async fn cpu_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Other("semaphore closed".into()))
+    }
+
     async fn permits(
         &self,
         mem_bytes: u64,
@@ -835,7 +843,24 @@ impl Repo {
         } else {
             opts.jobs
         };
-        let mem_total_mb = ((opts.memory_budget >> 20) as u32).max(16);
+        let part_target = opts
+            .part_target
+            .unwrap_or(if jobs > 1 {
+                PARALLEL_PART_TARGET
+            } else {
+                opts.max_chunk_size
+            })
+            .min(opts.max_chunk_size);
+        let dict_cfg = opts
+            .xz_dict_size
+            .map(u64::from)
+            .unwrap_or_else(|| preset_dict(opts.xz_preset));
+        let encoders = jobs as u64
+            * xz_memory(
+                part_target,
+                u64::from(effective_dict(dict_cfg, part_target)),
+            );
+        let mem_total_mb = ((opts.memory_budget.saturating_sub(encoders) >> 20) as u32).max(64);
         let ctx = Arc::new(Ctx {
             repo: self.clone(),
             cpu: Arc::new(Semaphore::new(jobs)),
@@ -964,6 +989,26 @@ impl Repo {
         plans.extend(whole.iter().map(|c| Plan::Whole(*c)));
         plans.extend(symlinks.iter().map(|c| Plan::Whole(*c)));
         let n_plans = plans.len();
+        // Estimated payload bytes still to come after each item (to split the tail evenly
+        // between the workers).
+        let est: Vec<u64> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::Meta(_) => 256,
+                Plan::Whole(c) => new_metas.get(c).map(|m| m.1).unwrap_or(0),
+                Plan::Bsdiff { to, .. } => new_metas.get(to).map(|m| m.1).unwrap_or(0),
+                Plan::Rollsum { to, matches, .. } => new_metas
+                    .get(to)
+                    .map(|m| m.1.saturating_sub(matches.match_size))
+                    .unwrap_or(0),
+            })
+            .collect();
+        let mut remaining_after: Vec<u64> = vec![0; est.len()];
+        let mut acc = 0u64;
+        for i in (0..est.len()).rev() {
+            remaining_after[i] = acc;
+            acc += est[i];
+        }
 
         let dict = opts.xz_dict_size;
         let preset = opts.xz_preset;
@@ -993,16 +1038,24 @@ impl Repo {
             opts.max_chunk_size
         });
         let chunk = chunk.min(opts.max_chunk_size);
-        let mut current = PartBuilder::default();
+        // One allocation per part (no doubling chain of freed buffers: glibc keeps those).
+        let new_part = || PartBuilder {
+            payload: Vec::with_capacity(
+                (chunk + (4 << 20)).min(opts.max_chunk_size + (4 << 20)) as usize
+            ),
+            ..Default::default()
+        };
+        let mut current = new_part();
+        let mut tail_target: Option<u64> = None;
         let mut n_parts = 0usize;
         let mut pending: Vec<tokio::task::JoinHandle<Result<Compressed>>> = Vec::new();
         let mut done: BTreeMap<usize, PartHeader> = BTreeMap::new();
         let mut inline: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
         let spawn_part = |b: PartBuilder, index: usize, ctx: Arc<Ctx>| {
-            let input = b.payload.len() as u64 + b.ops.len() as u64;
-            let mem = xz_memory(input, u64::from(effective_dict(dict_bytes, input)));
+            // Encoders are bounded by the CPU slots and the part size; the memory budget is
+            // for bsdiff (so a big bsdiff never waits behind, or blocks, an encoder).
             tokio::spawn(async move {
-                let permits = ctx.permits(mem).await?;
+                let permits = ctx.cpu_permit().await?;
                 tokio::task::spawn_blocking(move || {
                     let _p = permits;
                     compress_part(index, b, preset, dict_bytes)
@@ -1062,6 +1115,14 @@ impl Repo {
                 PreparedBody::Whole { data, .. } => Some(data.len() as u64),
                 _ => None,
             };
+            // The last two parts' worth of data is split evenly (both workers finish together).
+            let left = current.payload.len() as u64
+                + remaining_after.get(count - 1).copied().unwrap_or(0)
+                + add_len.unwrap_or(0);
+            if jobs > 1 && tail_target.is_none() && left < 2 * chunk && left > chunk {
+                tail_target = Some((left / 2).max(1 << 20));
+            }
+            let chunk = tail_target.unwrap_or(chunk);
             let full = match add_len {
                 // whole objects: would the payload pass the limit?
                 Some(l) => !current.objects.is_empty() && current.payload.len() as u64 + l > chunk,
@@ -1069,15 +1130,17 @@ impl Repo {
                 None => !current.objects.is_empty() && current.payload.len() as u64 > chunk,
             };
             if full {
-                let b = std::mem::take(&mut current);
+                let b = std::mem::replace(&mut current, new_part());
+                phase(&format!("part {n_parts} built (item {count})"));
                 pending.push(spawn_part(b, n_parts, ctx.clone()));
                 n_parts += 1;
                 // Bound the parts held in memory: wait for the oldest beyond `jobs`.
-                while pending.len() > jobs {
+                while pending.len() >= jobs.max(1) {
                     let h = pending.remove(0);
                     let c = h
                         .await
                         .map_err(|e| Error::Other(format!("compressing delta part: {e}")))??;
+                    phase(&format!("part {} compressed", c.index));
                     finish(c, &mut done, &mut inline).await?;
                 }
             }
@@ -1168,11 +1231,9 @@ impl Repo {
             Some(f) => {
                 // Outside the repository nothing but the delta's own files is touched.
                 let f = f.clone();
-                tokio::task::spawn_blocking(move || {
-                    write_local_atomic(&f, &bytes)
-                })
-                .await
-                .map_err(|e| Error::Other(format!("writing superblock: {e}")))??;
+                tokio::task::spawn_blocking(move || write_local_atomic(&f, &bytes))
+                    .await
+                    .map_err(|e| Error::Other(format!("writing superblock: {e}")))??;
             }
             None => {
                 // Drop part files of an earlier delta that are not part of this one.
