@@ -203,6 +203,7 @@ fn part_of(payload: &[u8], ops: &[u8]) -> PartPayload {
 }
 
 #[test]
+#[allow(clippy::vec_init_then_push)] // one commented case per push
 fn hostile_operations_are_errors() {
     let sources = v1_sources();
     let (src, src_bytes) = sources.iter().max_by_key(|(_, b)| b.len()).unwrap();
