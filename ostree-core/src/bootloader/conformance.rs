@@ -26,6 +26,8 @@
 //!   active side untouched; an empty entry list is fine;
 //! * `post_bls_sync` succeeds after the swap.
 
+pub mod real;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -488,6 +490,40 @@ pub fn post_swap(f: &WriterFixture) {
     std::fs::rename(root.join("boot/loader.tmp"), root.join("boot/loader")).expect("swap");
     f.writer.post_bls_sync(root, 1).expect("post_bls_sync");
     let _ = f.writer.is_atomic(root);
+}
+
+/// Compare `actual` with the golden file at `path`; with `UPDATE_GOLDEN=1` in the
+/// environment, (re)write the file instead. On a mismatch, panics showing the first
+/// differing line.
+pub fn assert_golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).expect("mkdir golden dir");
+        }
+        std::fs::write(path, actual).expect("write golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    if want != actual {
+        let line = want
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| want.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the golden file at line {}:\n want: {:?}\n  got: {:?}\n\
+             --- got ---\n{actual}(run with UPDATE_GOLDEN=1 to accept)",
+            path.display(),
+            line + 1,
+            want.lines().nth(line),
+            actual.lines().nth(line),
+        );
+    }
 }
 
 /// Expands to one `#[test]` per bootloader conformance case; `$make` builds a
