@@ -109,7 +109,9 @@ pub fn pull(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             print!("{}", super::sign::pull_gpg_results(&stats)); // ostree: on a tty only
         }
-        if !inv.flag("dry-run") {
+        if inv.flag("dry-run") {
+            println!("{}", stats.dry_run_line());
+        } else {
             println!("{}", stats.status_line());
         }
         Ok(())
@@ -132,9 +134,6 @@ pub fn pull_local(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if (inv.flag("gpg-verify") || inv.flag("gpg-verify-summary")) && remote.is_none() {
             bail!("Must specify remote name to enable gpg verification");
         }
-        if inv.flag("require-static-deltas") {
-            bail!("Static deltas required, but none found");
-        }
         let opts = PullOptions {
             refs: args[1..].to_vec(),
             untrusted: inv.flag("untrusted"),
@@ -146,7 +145,18 @@ pub fn pull_local(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             gpg_verify_summary: inv.flag("gpg-verify-summary").then_some(true),
             ..PullOptions::default()
         };
-        let stats = ostree_core::pull::pull_local(&repo, &src, opts).await?;
+        let stats = if inv.flag("require-static-deltas") {
+            // As ostree: deltas need the fetcher path, through a file:// URL.
+            let path = crate::opts::absolute(std::path::Path::new(src_arg));
+            let url = format!("file://{}", path.display());
+            let opts = PullOptions {
+                require_static_deltas: true,
+                ..opts
+            };
+            ostree_core::pull::pull(&repo, &url, opts).await?
+        } else {
+            ostree_core::pull::pull_local(&repo, &src, opts).await?
+        };
         println!("{}", stats.status_line());
         Ok(())
     })

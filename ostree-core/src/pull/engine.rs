@@ -18,9 +18,33 @@ use crate::repo::Repo;
 use crate::store::{ContentSource, ObjectWrite};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
-/// Counters reported at the end of a pull.
+/// Counters of a pull: reported at the end, and read while it runs (progress display).
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Metadata objects requested from the source (fetches started).
+    pub requested_meta: AtomicU64,
+    /// Content objects requested from the source (fetches started).
+    pub requested_content: AtomicU64,
+    /// Metadata objects scanned (present or fetched).
+    pub scanned_meta: AtomicU64,
+    /// Bytes received over the network.
+    pub bytes_transferred: AtomicU64,
+    /// Static delta parts fetched, applied or found complete.
+    pub delta_parts_fetched: AtomicU64,
+    /// Static delta parts of the deltas in use.
+    pub delta_parts_total: AtomicU64,
+    /// Fallback objects of the deltas in use that were fetched.
+    pub delta_fallbacks_fetched: AtomicU64,
+    /// Fallback objects of the deltas in use.
+    pub delta_fallbacks_total: AtomicU64,
+    /// Compressed bytes of the parts and fallbacks fetched or already present.
+    pub delta_size_fetched: AtomicU64,
+    /// Compressed bytes of every part and fallback.
+    pub delta_size_total: AtomicU64,
+    /// Uncompressed bytes of every part and fallback.
+    pub delta_usize_total: AtomicU64,
+    /// Superblocks fetched.
+    pub delta_superblocks: AtomicU64,
     /// Metadata objects fetched over the network.
     pub fetched_meta: AtomicU64,
     /// Content objects fetched over the network.
@@ -65,13 +89,15 @@ pub struct EngineOptions {
 /// One traversal over a repository and a source.
 #[derive(Debug)]
 pub struct Engine {
-    repo: Repo,
-    source: Arc<dyn ObjectSource>,
+    pub(crate) repo: Repo,
+    pub(crate) source: Arc<dyn ObjectSource>,
     caches: Vec<LocalSource>,
-    opts: EngineOptions,
+    pub(crate) opts: EngineOptions,
     /// What was counted.
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     complete: Mutex<Vec<Checksum>>,
+    /// Commits whose signatures were checked in this pull (each is checked once).
+    verified: Mutex<HashSet<Checksum>>,
 }
 
 fn meta_key(csum: Checksum, ty: ObjectType) -> ObjectKey {
@@ -139,14 +165,44 @@ impl Engine {
         caches: Vec<LocalSource>,
         opts: EngineOptions,
     ) -> Self {
+        Self::with_counters(repo, source, caches, opts, Arc::default())
+    }
+
+    /// As [`Engine::new`], counting into `counters` (shared with a progress display).
+    pub fn with_counters(
+        repo: Repo,
+        source: Arc<dyn ObjectSource>,
+        caches: Vec<LocalSource>,
+        opts: EngineOptions,
+        counters: Arc<Counters>,
+    ) -> Self {
         Engine {
             repo,
             source,
             caches,
             opts,
-            counters: Counters::default(),
+            counters,
             complete: Mutex::new(Vec::new()),
+            verified: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Record that `csum`'s signatures were verified (by the delta path, from the
+    /// superblock's copy of the commit), so the traversal does not verify it again.
+    pub(crate) fn mark_verified(&self, csum: Checksum) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(csum);
+        }
+    }
+
+    fn is_verified(&self, csum: &Checksum) -> bool {
+        self.verified.lock().is_ok_and(|v| v.contains(csum))
+    }
+
+    /// Fetch (or import from a local cache), verify and store one content object unless
+    /// it is stored already (delta fallback objects).
+    pub(crate) async fn fetch_content(&self, csum: Checksum) -> Result<()> {
+        self.file(csum).await
     }
 
     fn count_meta(&self, local: bool) {
@@ -263,6 +319,7 @@ impl Engine {
                 return Ok(Some((data, true)));
             }
         }
+        self.counters.requested_meta.fetch_add(1, Ordering::Relaxed);
         let Some(data) = self.source.meta(&key).await? else {
             if required {
                 return Err(Error::not_found(format!(
@@ -289,13 +346,7 @@ impl Engine {
                     return Ok(Some((Bytes::from(md.to_bytes()), self.source.is_local())));
                 }
                 _ => {
-                    let actual = Checksum::of(&data);
-                    if actual != key.checksum {
-                        return Err(Error::Corrupted(format!(
-                            "Corrupted metadata object; checksum expected='{}' actual='{}'",
-                            key.checksum, actual
-                        )));
-                    }
+                    check(key.ty, &key.checksum, &Checksum::of(&data))?;
                 }
             }
         }
@@ -334,6 +385,7 @@ impl Engine {
         };
         if let Some(v) = &self.opts.verification
             && v.verifies_commits()
+            && !self.is_verified(&csum)
         {
             let md = match &detached {
                 Some((b, _)) => Some(crate::sign::parse_signature_metadata(b)),
@@ -346,6 +398,7 @@ impl Engine {
                 None => None,
             };
             v.verify_commit(&csum, &commit_bytes, md.as_ref())?;
+            self.mark_verified(csum);
         }
         if let Some((b, local)) = detached {
             store.delete(&mdkey).await?;
@@ -357,7 +410,9 @@ impl Engine {
             store
                 .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
                 .await?;
-            self.repo.put_commit_object(&csum, commit_bytes.clone()).await?;
+            self.repo
+                .put_commit_object(&csum, commit_bytes.clone())
+                .await?;
             self.count_meta(commit_local);
         }
         let commit = Commit::from_bytes(&commit_bytes)
@@ -429,7 +484,12 @@ impl Engine {
         }
         let payload = match payload {
             Some(p) => p,
-            None => self.source.content(&csum).await?,
+            None => {
+                self.counters
+                    .requested_content
+                    .fetch_add(1, Ordering::Relaxed);
+                self.source.content(&csum).await?
+            }
         };
         let verify = self.opts.verify || from_cache;
         let bareuseronly = self.opts.bareuseronly_files;

@@ -18,10 +18,11 @@
 //!    compare-and-swap. On any failure the refs are untouched and what was verified so far is
 //!    kept, so the next pull resumes.
 //!
-//! Static deltas plug in through [`DeltaApplier`]; without one, `--require-static-deltas`
-//! fails clearly and object pulls are used.
+//! Static deltas ([`delta`]) are chosen per target commit before the traversal, as ostree
+//! chooses them, and applied through a [`DeltaApplier`] ([`StaticDeltas`] by default).
 
 pub mod cache;
+pub mod delta;
 pub mod engine;
 pub mod source;
 pub mod summary;
@@ -31,7 +32,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use url::Url;
 
@@ -48,19 +48,8 @@ use summary::{RemoteSummary, parse_summary};
 /// The User-Agent ostree 2022.7 sends.
 pub const USER_AGENT: &str = "libostree/2022.7";
 
-/// Applies static deltas for the pull engine (implemented by the delta module).
-#[async_trait]
-pub trait DeltaApplier: Send + Sync + std::fmt::Debug {
-    /// Fetch and apply the delta `from → to` from `source` into `repo`. `Ok(false)` when the
-    /// delta cannot be used (the engine then pulls objects).
-    async fn apply(
-        &self,
-        repo: &Repo,
-        source: &RemoteSource,
-        from: Option<Checksum>,
-        to: Checksum,
-    ) -> Result<bool>;
-}
+pub use delta::{DeltaApplier, DeltaJob, StaticDeltas};
+pub use engine::Counters;
 
 /// Options of a pull (`ostree pull` / `pull-local` flags, `ostree_repo_pull_with_options`).
 #[derive(Clone, Debug)]
@@ -107,8 +96,10 @@ pub struct PullOptions {
     pub ref_remote: Option<String>,
     /// Concurrency override (default: 32 over the network, 8 locally).
     pub concurrency: Option<usize>,
-    /// Static delta support.
+    /// Static delta application ([`StaticDeltas`] when `None`).
     pub deltas: Option<Arc<dyn DeltaApplier>>,
+    /// Counters to share with a progress display (a fresh set when `None`).
+    pub counters: Option<Arc<Counters>>,
     /// Registry used to build fetchers and open repositories.
     pub registry: Option<&'static Registry>,
     /// GPG verification requested explicitly (pull-local `--gpg-verify`).
@@ -146,6 +137,7 @@ impl Default for PullOptions {
             ref_remote: None,
             concurrency: None,
             deltas: None,
+            counters: None,
             registry: None,
             gpg_verify: None,
             gpg_verify_summary: None,
@@ -168,8 +160,16 @@ pub struct PullStats {
     pub imported_meta: u64,
     /// Content objects imported from a local repository.
     pub imported_content: u64,
-    /// Static delta parts fetched.
+    /// Static delta parts fetched (or found complete).
     pub delta_parts: u64,
+    /// Static delta parts of the deltas used.
+    pub delta_parts_total: u64,
+    /// Fallback objects fetched, and listed, by the deltas used.
+    pub delta_fallbacks: (u64, u64),
+    /// Compressed bytes of parts and fallbacks fetched (or present), and in total.
+    pub delta_size: (u64, u64),
+    /// Uncompressed bytes of every part and fallback.
+    pub delta_usize: u64,
     /// Bytes received over the network.
     pub bytes_transferred: u64,
     /// Uncompressed content bytes written.
@@ -202,6 +202,18 @@ pub fn format_size(n: u64) -> String {
 }
 
 impl PullStats {
+    /// What `ostree pull --dry-run` prints.
+    pub fn dry_run_line(&self) -> String {
+        format!(
+            "Delta update: {}/{} parts, {}/{}, {} total uncompressed",
+            self.delta_parts + self.delta_fallbacks.0,
+            self.delta_parts_total + self.delta_fallbacks.1,
+            format_size(self.delta_size.0),
+            format_size(self.delta_size.1),
+            format_size(self.delta_usize)
+        )
+    }
+
     /// The line ostree prints when a pull finishes (non-interactive).
     pub fn status_line(&self) -> String {
         let mut s = if self.local {
@@ -483,13 +495,11 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         return Err(Error::invalid("--dry-run requires --require-static-deltas"));
     }
 
-    // A file:// remote is imported from the repository directly, like ostree does.
-    if let Some(path) = url_spec.strip_prefix("file://")
-        && !url_spec.starts_with("mirrorlist=")
-    {
+    // A file:// remote is imported from the repository directly, like ostree does (unless
+    // static deltas are required: then it is fetched like any URL, to use them).
+    if url_spec.starts_with("file://") && !opts.require_static_deltas {
         let url = Url::parse(&url_spec)
             .map_err(|e| Error::invalid(format!("Invalid URL '{url_spec}': {e}")))?;
-        let _ = path;
         let src = Repo::open_with(registry, &url, OpenOptions::default()).await?;
         let mut o = opts;
         if o.ref_remote.is_none() && !o.mirror {
@@ -508,6 +518,12 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         return pull_from_repo(repo, &src, o, start).await;
     }
 
+    if opts.require_static_deltas && repo.mode().is_archive() {
+        return Err(Error::Other(
+            "Can't use static deltas in an archive repo".into(),
+        ));
+    }
+
     let cfg = fetcher_config(repo, remote.as_ref(), &opts)?;
     let meta = mirrors_for(registry, &url_spec, &cfg).await?;
     let content = match remote.as_ref().and_then(|r| r.get("contenturl")) {
@@ -518,7 +534,9 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         retries: opts.network_retries,
         ..NetPolicy::default()
     };
-    let src = Arc::new(RemoteSource::new(meta, content, policy));
+    let counters = opts.counters.clone().unwrap_or_default();
+    opts.counters = Some(counters.clone());
+    let src = Arc::new(RemoteSource::new(meta, content, policy).with_counters(counters));
 
     // Summary (cached per remote), then the remote's mode.
     let cache = cache::SummaryCache::new(repo, opts.cache_dir.clone());
@@ -561,8 +579,14 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     }
 
     let mut opts = opts;
+    let configured_branches = remote
+        .as_ref()
+        .and_then(|r| r.get_list("branches"))
+        .is_some_and(|b| !b.is_empty());
+    // ostree copies the summary into a mirror only when it mirrored every ref.
+    let mirror_all = opts.mirror && opts.refs.is_empty() && !configured_branches;
     if opts.refs.is_empty() {
-        if opts.mirror {
+        if opts.mirror && !configured_branches {
             match &summary {
                 Some(s) => opts.refs = s.refs.keys().cloned().collect(),
                 None => {
@@ -586,7 +610,7 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let ref_remote = if opts.mirror {
         None
     } else {
-        remote_name.clone()
+        opts.ref_remote.clone().or_else(|| remote_name.clone())
     };
     let mut targets = Vec::new();
     for (i, name) in opts.refs.iter().enumerate() {
@@ -647,18 +671,20 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                 "Fetch configured to require static deltas, but no summary deltas or delta index found",
             ));
         }
-        if opts.deltas.is_none() {
-            return Err(Error::NotImplemented {
-                operation: "static delta pulls".into(),
-                implementer: "this build (delta application is not linked yet)".into(),
-            });
-        }
     }
 
-    let mut stats = run_targets(repo, src.clone(), &targets, &opts, summary.as_ref()).await?;
+    let deltas = DeltaInfo {
+        summary_digests: match &summary {
+            Some(s) => delta::collect_digests(&s.delta_digests)?,
+            None => Default::default(),
+        },
+        indexed: summary.as_ref().is_some_and(|s| s.indexed_deltas),
+        remote_name: remote_name.clone(),
+    };
+    let mut stats = run_targets(repo, src.clone(), &targets, &opts, Some(&deltas)).await?;
     stats.bytes_transferred = src.bytes_transferred();
 
-    if opts.mirror && !opts.dry_run {
+    if mirror_all && !opts.dry_run {
         if let Some(b) = &summary_bytes {
             repo.store().write_file("summary", b.clone()).await?;
         }
@@ -669,6 +695,16 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+fn delta_stats(mut stats: PullStats, c: &Counters) -> PullStats {
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    stats.delta_parts = l(&c.delta_parts_fetched);
+    stats.delta_parts_total = l(&c.delta_parts_total);
+    stats.delta_fallbacks = (l(&c.delta_fallbacks_fetched), l(&c.delta_fallbacks_total));
+    stats.delta_size = (l(&c.delta_size_fetched), l(&c.delta_size_total));
+    stats.delta_usize = l(&c.delta_usize_total);
+    stats
 }
 
 async fn timestamp_checks(repo: &Repo, targets: &[Target], opts: &PullOptions) -> Result<()> {
@@ -708,12 +744,20 @@ async fn timestamp_checks(repo: &Repo, targets: &[Target], opts: &PullOptions) -
     Ok(())
 }
 
+/// What the remote publishes about its static deltas.
+#[derive(Debug, Default)]
+struct DeltaInfo {
+    summary_digests: std::collections::HashMap<String, Checksum>,
+    indexed: bool,
+    remote_name: Option<String>,
+}
+
 async fn run_targets(
     repo: &Repo,
     src: Arc<dyn ObjectSource>,
     targets: &[Target],
     opts: &PullOptions,
-    _summary: Option<&RemoteSummary>,
+    deltas: Option<&DeltaInfo>,
 ) -> Result<PullStats> {
     let _lock = repo.lock(false).await?;
     let local = src.is_local();
@@ -743,10 +787,56 @@ async fn run_targets(
         .iter()
         .map(|r| LocalSource { repo: r.clone() })
         .collect();
-    let engine = Arc::new(Engine::new(repo.clone(), src, caches, eopts));
-    // Fetch the commits first, for the timestamp checks, then everything below them.
-    let commits: Vec<Checksum> = targets.iter().map(|t| t.commit).collect();
-    let result = engine.run(&commits).await;
+    let counters = opts.counters.clone().unwrap_or_default();
+    let engine = Arc::new(Engine::with_counters(
+        repo.clone(),
+        src.clone(),
+        caches,
+        eopts,
+        counters.clone(),
+    ));
+    let result = async {
+        // Static deltas first (as ostree chooses them), then the traversal of every target:
+        // it fetches whatever is still missing.
+        let mut commits: Vec<Checksum> = Vec::new();
+        let use_deltas = !opts.disable_static_deltas
+            && !opts.commit_only
+            && !repo.mode().is_archive()
+            && deltas.is_some();
+        match (src.as_remote(), deltas) {
+            (Some(remote), Some(info)) if use_deltas => {
+                let ctx = delta::DeltaCtx {
+                    engine: &engine,
+                    source: remote,
+                    applier: opts
+                        .deltas
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(StaticDeltas)),
+                    summary_digests: info.summary_digests.clone(),
+                    indexed: info.indexed,
+                    remote_name: info.remote_name.clone(),
+                    require: opts.require_static_deltas,
+                    dry_run: opts.dry_run,
+                    gpg_verify_summary: opts.verification.as_ref().is_some_and(|v| v.gpg_summary),
+                };
+                for t in targets {
+                    if ctx.initiate(t.name.as_deref(), t.commit).await? {
+                        commits.push(t.commit);
+                    }
+                }
+            }
+            _ => commits = targets.iter().map(|t| t.commit).collect(),
+        }
+        if opts.dry_run {
+            return Ok(());
+        }
+        engine.run(&commits).await
+    }
+    .await;
+    if opts.dry_run {
+        result?;
+        return Ok(delta_stats(PullStats::default(), &counters));
+    }
     // Keep what was verified so far, even on failure: the next pull resumes from it.
     let synced = repo.store().sync().await;
     result?;
@@ -771,13 +861,11 @@ async fn run_targets(
             .load(Ordering::Relaxed),
         ..Default::default()
     };
+    stats = delta_stats(stats, &counters);
     if let Some(v) = &opts.verification
         && let Ok(g) = v.gpg_reports.lock()
     {
         stats.gpg_reports = g.clone();
-    }
-    if opts.dry_run {
-        return Ok(stats);
     }
     for t in targets {
         if let Some((name, old)) = &t.store_ref {
@@ -827,6 +915,7 @@ async fn pull_from_repo(
             .await?,
         ));
     }
+    let mirror_all = opts.mirror && opts.refs.is_empty();
     if opts.refs.is_empty() {
         // All local heads (pull-local without refs; mirror of a file:// remote).
         opts.refs = src
@@ -877,7 +966,7 @@ async fn pull_from_repo(
     }
     let source: Arc<dyn ObjectSource> = Arc::new(LocalSource { repo: src.clone() });
     let mut stats = run_targets(repo, source, &targets, &opts, None).await?;
-    if opts.mirror
+    if mirror_all
         && !opts.dry_run
         && let Some(s) = src.store().read_file("summary").await?
     {

@@ -48,6 +48,10 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
     fn bytes_transferred(&self) -> u64 {
         0
     }
+    /// The remote behind this source, when it is one (static deltas need it).
+    fn as_remote(&self) -> Option<&RemoteSource> {
+        None
+    }
 }
 
 /// Retry and watchdog policy for network sources.
@@ -84,6 +88,7 @@ pub struct RemoteSource {
     content: Mirrors,
     policy: NetPolicy,
     bytes: AtomicU64,
+    counters: Option<Arc<super::engine::Counters>>,
 }
 
 impl RemoteSource {
@@ -94,7 +99,14 @@ impl RemoteSource {
             content,
             policy,
             bytes: AtomicU64::new(0),
+            counters: None,
         }
+    }
+
+    /// Also count received bytes into `counters` (a progress display reads them).
+    pub fn with_counters(mut self, counters: Arc<super::engine::Counters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// Fetch a path fully: retries transient errors with backoff, resumes a broken body with
@@ -135,6 +147,22 @@ impl RemoteSource {
         if_none_match: Option<String>,
     ) -> Result<Option<(FetchStatus, Bytes, Option<String>)>> {
         let mut buf = BytesMut::new();
+        self.get_one_into(f, path, max, if_none_match, &mut buf)
+            .await
+            .map(|r| r.map(|(st, etag)| (st, std::mem::take(&mut buf).freeze(), etag)))
+    }
+
+    /// Fetch `path` from `f`, appending to `buf` (which may already hold the first bytes of
+    /// the file: the request then asks for the rest with a byte range). On failure `buf`
+    /// keeps what arrived, for a later resume.
+    async fn get_one_into(
+        &self,
+        f: &dyn Fetcher,
+        path: &str,
+        max: u64,
+        if_none_match: Option<String>,
+        buf: &mut BytesMut,
+    ) -> Result<Option<(FetchStatus, Option<String>)>> {
         let mut attempt = 0u32;
         let what = format!("{}{}", f.base_url(), path);
         loop {
@@ -147,7 +175,7 @@ impl RemoteSource {
             let res = async {
                 let resp = f.fetch(req).await?;
                 if resp.status == FetchStatus::NotModified {
-                    return Ok(Some((FetchStatus::NotModified, Bytes::new(), resp.etag)));
+                    return Ok(Some((FetchStatus::NotModified, resp.etag)));
                 }
                 if resp.range_start.unwrap_or(0) != buf.len() as u64 {
                     buf.clear();
@@ -158,6 +186,9 @@ impl RemoteSource {
                     return Err(Error::Corrupted(format!(
                         "URI {what} exceeded maximum size of {max} bytes"
                     )));
+                }
+                if let Some(len) = resp.content_length {
+                    buf.reserve(len.min(64 << 20) as usize);
                 }
                 let etag = resp.etag.clone();
                 let mut body = resp.body;
@@ -170,6 +201,10 @@ impl RemoteSource {
                         Some(chunk) => {
                             let chunk = chunk?;
                             self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            if let Some(c) = &self.counters {
+                                c.bytes_transferred
+                                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            }
                             if buf.len() as u64 + chunk.len() as u64 > max {
                                 return Err(Error::Corrupted(format!(
                                     "URI {what} exceeded maximum size of {max} bytes"
@@ -179,17 +214,10 @@ impl RemoteSource {
                         }
                     }
                 }
-                Ok(Some((FetchStatus::Ok, Bytes::new(), etag)))
+                Ok(Some((FetchStatus::Ok, etag)))
             }
             .await;
             match res {
-                Ok(Some((FetchStatus::Ok, _, etag))) => {
-                    return Ok(Some((
-                        FetchStatus::Ok,
-                        std::mem::take(&mut buf).freeze(),
-                        etag,
-                    )));
-                }
                 Ok(other) => return Ok(other),
                 Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) if e.is_retryable() && attempt < self.policy.retries && !f.is_local() => {
@@ -199,6 +227,33 @@ impl RemoteSource {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Fetch `path` fully from `mirrors`, continuing from the bytes already in `buf` (a
+    /// download interrupted earlier, possibly by another pull) with a range request. On
+    /// failure the error comes back with `buf` holding everything received so far, so the
+    /// caller can keep it for the next attempt. `Ok(None)` for 404.
+    pub async fn get_resumable(
+        &self,
+        mirrors: &Mirrors,
+        path: &str,
+        max: u64,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Bytes>> {
+        let mut last: Option<Error> = None;
+        let mut not_found = false;
+        for f in &mirrors.0 {
+            match self.get_one_into(f.as_ref(), path, max, None, buf).await {
+                Ok(Some(_)) => return Ok(Some(std::mem::take(buf).freeze())),
+                Ok(None) => not_found = true,
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None if not_found => Ok(None),
+            None => Err(Error::Other("no mirrors configured".into())),
         }
     }
 
@@ -217,8 +272,15 @@ impl RemoteSource {
 impl ObjectSource for RemoteSource {
     async fn meta(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
         let path = key.loose_path(true);
+        // Like ostree: detached metadata comes from the metadata URL, every other object
+        // from the content URL (`contenturl`).
+        let mirrors = if key.ty == ObjectType::CommitMeta {
+            &self.meta
+        } else {
+            &self.content
+        };
         Ok(self
-            .get(&self.meta, &path, MAX_METADATA_SIZE, None)
+            .get(mirrors, &path, MAX_METADATA_SIZE, None)
             .await?
             .map(|(_, b, _)| b))
     }
@@ -245,7 +307,13 @@ impl ObjectSource for RemoteSource {
     }
 
     fn is_local(&self) -> bool {
-        self.meta.0.iter().all(|f| f.is_local())
+        // Even `file://` fetchers are a fetch, verified like HTTP (ostree imports directly
+        // only from a repository it opens, which is [`LocalSource`]).
+        false
+    }
+
+    fn as_remote(&self) -> Option<&RemoteSource> {
+        Some(self)
     }
 
     fn bytes_transferred(&self) -> u64 {

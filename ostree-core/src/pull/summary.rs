@@ -20,8 +20,11 @@ pub struct RemoteSummary {
     pub mode: Option<String>,
     /// `ostree.summary.tombstone-commits`.
     pub tombstone_commits: bool,
-    /// Static delta names listed in `ostree.static-deltas` (`[FROM-]TO`, modified base64).
+    /// Static delta names listed in `ostree.static-deltas` (`[FROM-]TO`, hex checksums).
     pub deltas: Vec<String>,
+    /// The superblock digest each listed delta's `v` holds (meant to be an `ay` of 32
+    /// bytes; validated where it is used).
+    pub delta_digests: BTreeMap<String, Variant>,
     /// `ostree.summary.indexed-deltas`.
     pub indexed_deltas: bool,
     /// The raw additional metadata.
@@ -69,10 +72,12 @@ pub fn parse_summary(data: &[u8]) -> Result<RemoteSummary> {
             }
             "ostree.static-deltas" => {
                 for d in inner.as_array().unwrap_or(&[]) {
-                    if let Variant::DictEntry(dk, _) = d
+                    if let Variant::DictEntry(dk, dv) = d
                         && let Some(name) = dk.as_str()
                     {
                         out.deltas.push(name.to_string());
+                        let v = dv.as_variant().cloned().unwrap_or(Variant::Bool(false));
+                        out.delta_digests.insert(name.to_string(), v);
                     }
                 }
             }
