@@ -30,6 +30,7 @@ pub mod registry;
 pub mod repo;
 pub mod sign;
 pub mod store;
+pub mod sysroot;
 
 pub use checksum::Checksum;
 pub use error::{Error, Result};

@@ -240,6 +240,7 @@ pub fn checkout(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             require_hardlinks: inv.flag("require-hardlinks"),
             bareuseronly_dirs: inv.flag("bareuseronly-dirs"),
             process_whiteouts: inv.flag("whiteouts"),
+            process_passthrough_whiteouts: false,
             fsync,
             progress: Some(inv.progress()),
         };

@@ -309,6 +309,8 @@ struct LsOpts {
     nul: bool,
 }
 
+// One line of `ls` output: the fields are the columns ostree prints.
+#[allow(clippy::too_many_arguments)]
 fn ls_line(
     o: &LsOpts,
     mode: u32,

@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 
 use crate::opts::Invocation;
 
+pub mod admin;
 pub mod basic;
 pub mod commit;
 pub mod delta;

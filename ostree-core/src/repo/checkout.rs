@@ -65,6 +65,10 @@ pub struct CheckoutOptions {
     pub bareuseronly_dirs: bool,
     /// `--whiteouts`: process `.wh.` entries (Docker style).
     pub process_whiteouts: bool,
+    /// Turn `.ostree-wh.NAME` files into overlayfs whiteouts (a `0:0` character device
+    /// `NAME` with the file's mode and owner), as deployments do
+    /// (`process_passthrough_whiteouts`).
+    pub process_passthrough_whiteouts: bool,
     /// fsync written files and directories.
     pub fsync: bool,
     /// Progress sink.
@@ -91,6 +95,7 @@ struct DirJob {
 }
 
 const WHITEOUT_PREFIX: &str = ".wh.";
+const OVERLAYFS_WHITEOUT_PREFIX: &str = ".ostree-wh.";
 
 fn open_beneath(root: &OwnedFd, rel: &str) -> Result<OwnedFd> {
     let path = if rel.is_empty() { "." } else { rel };
@@ -455,6 +460,11 @@ impl Ctx {
             }
             return remove_all_at(dfd, target);
         }
+        if self.opts.process_passthrough_whiteouts
+            && let Some(target) = name.strip_prefix(OVERLAYFS_WHITEOUT_PREFIX)
+        {
+            return self.overlayfs_whiteout(dfd, rel, target, &key);
+        }
         let store = self.repo.store();
         // Hardlink fast path.
         if self.hardlinkable
@@ -475,6 +485,86 @@ impl Ctx {
             }
         }
         self.copy(dfd, rel, name, &key)
+    }
+
+    /// `_checkout_overlayfs_whiteout_at`: a `0:0` character device in place of the marker
+    /// file, with its mode, owner and xattrs (a symlink marker is checked out as is).
+    fn overlayfs_whiteout(
+        &self,
+        dfd: &OwnedFd,
+        rel: &str,
+        target: &str,
+        key: &ObjectKey,
+    ) -> Result<()> {
+        let what = join(rel, target);
+        if target.is_empty() {
+            return Err(Error::corrupted(format!(
+                "Invalid empty overlayfs whiteout '{what}'"
+            )));
+        }
+        let store = self.repo.store().clone();
+        let k = *key;
+        let meta = self
+            .rt
+            .block_on(async move { store.get(&k).await })?
+            .into_content()?
+            .meta;
+        if meta.is_symlink() {
+            return self.copy(
+                dfd,
+                rel,
+                &format!("{OVERLAYFS_WHITEOUT_PREFIX}{target}"),
+                key,
+            );
+        }
+        let mode = meta.mode & !S_IFMT;
+        match rustix::fs::mknodat(
+            dfd,
+            target,
+            rustix::fs::FileType::CharacterDevice,
+            Mode::from_raw_mode(mode),
+            0,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EXIST) if self.opts.overwrite == OverwriteMode::AddFiles => return Ok(()),
+            Err(Errno::EXIST) if self.opts.overwrite != OverwriteMode::None => {
+                remove_all_at(dfd, target)?;
+                rustix::fs::mknodat(
+                    dfd,
+                    target,
+                    rustix::fs::FileType::CharacterDevice,
+                    Mode::from_raw_mode(mode),
+                    0,
+                )
+                .ctx(|| format!("Creating whiteout char device {what}"))?;
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("Creating whiteout char device {what}"),
+                    e.into(),
+                ));
+            }
+        }
+        if self.opts.mode == CheckoutMode::None {
+            for (k, v) in &meta.xattrs {
+                let p = self.root_path.join(&what);
+                let n = std::ffi::CString::new(k.clone())
+                    .map_err(|_| Error::corrupted("xattr name with NUL"))?;
+                rustix::fs::lsetxattr(&p, n.as_c_str(), v, rustix::fs::XattrFlags::empty())
+                    .ctx(|| format!("Setting xattrs for whiteout char device {what}"))?;
+            }
+            rustix::fs::chownat(
+                dfd,
+                target,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .ctx(|| format!("fchownat {what}"))?;
+            rustix::fs::chmodat(dfd, target, Mode::from_raw_mode(mode), AtFlags::empty())
+                .ctx(|| format!("fchmodat {what} to 0{mode:o}"))?;
+        }
+        Ok(())
     }
 
     /// The mode the object was committed with (bare-user keeps it in `user.ostreemeta`).
