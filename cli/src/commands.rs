@@ -55,6 +55,7 @@ pub fn handler_for(path: &str) -> Handler {
         "static-delta reindex" => builtins::static_delta_reindex,
         "pull" => builtins::pull,
         "pull-local" => builtins::pull_local,
+        "push" => builtins::push::push,
         "remote add" => builtins::remote::remote_add,
         "remote delete" => builtins::remote::remote_delete,
         "remote list" => builtins::remote::remote_list,
@@ -445,6 +446,14 @@ mod tables {
         o("depth", '\0', INT, "Traverse DEPTH parents (-1=infinite) (default: 0)", "DEPTH"),
     ];
 
+    pub(super) const PUSH: &[OptEntry] = &[
+        o("depth", '\0', INT, "Also push DEPTH parents of each commit (-1=all; default 0)", "DEPTH"),
+        o("dry-run", '\0', NONE, "Only print what would be uploaded", ""),
+        o("jobs", 'j', INT, "Uploads in flight (default 32)", "N"),
+        o("force", '\0', NONE, "Move refs that are not an ancestor of the pushed commit", ""),
+        o("no-update-summary", '\0', NONE, "Do not regenerate the destination summary", ""),
+    ];
+
     pub(super) const PULL: &[OptEntry] = &[
         o("commit-metadata-only", '\0', NONE, "Fetch only the commit metadata", ""),
         o("cache-dir", '\0', FILENAME, "Use custom cache dir", ""),
@@ -818,6 +827,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Download data from remote repository",
         "REMOTE [BRANCH...]",
         PULL,
+    ),
+    leaf(
+        "push",
+        HIDDEN,
+        "Upload commits to a repository store",
+        "DEST REF...",
+        PUSH,
     ),
     leaf("refs", 0, "List refs", "[PREFIX]", REFS),
     CommandSpec {

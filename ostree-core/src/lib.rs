@@ -26,6 +26,7 @@ pub mod object;
 pub mod objects;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod repo;
 pub mod sign;

@@ -14,6 +14,7 @@ pub mod export;
 pub mod inspect;
 pub mod prune;
 pub mod pull;
+pub mod push;
 pub mod refs;
 pub mod remote;
 pub mod sign;
