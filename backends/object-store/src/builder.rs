@@ -217,7 +217,37 @@ fn s3_from_url(url: &Url) -> Result<object_store::aws::AmazonS3> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let mut http_endpoint = false;
     let mut allow_http_given = std::env::var_os("AWS_ALLOW_HTTP").is_some();
+    let mut retry = object_store::RetryConfig::default();
+    let mut retry_given = false;
     for (k, v) in url.query_pairs() {
+        // Retry policy (ours, not object_store config keys): `max_retries=N` and
+        // `retry_timeout=SECONDS` bound how long a failing server is retried.
+        match k.as_ref() {
+            "max_retries" => {
+                retry.max_retries = v.parse().map_err(|_| {
+                    Error::invalid(format!(
+                        "Invalid max_retries '{v}' in repository URL '{url}'"
+                    ))
+                })?;
+                retry_given = true;
+                continue;
+            }
+            "retry_timeout" => {
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "Invalid retry_timeout '{v}' in repository URL '{url}'"
+                        ))
+                    })?;
+                retry.retry_timeout = std::time::Duration::from_secs_f64(secs);
+                retry_given = true;
+                continue;
+            }
+            _ => {}
+        }
         let key = AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()).map_err(|_| {
             Error::invalid(format!(
                 "Unknown S3 setting '{k}' in repository URL '{url}'"
@@ -240,6 +270,9 @@ fn s3_from_url(url: &Url) -> Result<object_store::aws::AmazonS3> {
     if http_endpoint && !allow_http_given {
         b = b.with_allow_http(true);
     }
+    if retry_given {
+        b = b.with_retry(retry);
+    }
     b.build()
         .map_err(|e| error::backend("s3", format!("configuring {url}"), &e))
 }
@@ -256,6 +289,11 @@ mod tests {
         assert_eq!(b.prefix.as_ref(), "a/b");
         assert_eq!(b.name, "s3://bkt/a/b");
         assert_eq!(b.plugin, "s3");
+
+        let r = Url::parse("s3://bkt/p?max_retries=1&retry_timeout=2.5").expect("static URL");
+        ObjectStorageBuilder::from_url(&r).expect("retry settings");
+        let r = Url::parse("s3://bkt/p?max_retries=x").expect("static URL");
+        assert!(ObjectStorageBuilder::from_url(&r).is_err());
 
         let bad = Url::parse("s3://bkt/p?no_such_key=1").expect("static URL");
         let e = ObjectStorageBuilder::from_url(&bad).expect_err("unknown key");
