@@ -153,25 +153,12 @@ fn pending_path(c: &Checksum) -> String {
 
 /// Open the destination of a push: a URL (`s3://…`, `file://…`), a remote of `local` whose
 /// URL is a store URL, or a local path. With `create`, a missing repository is created in
-/// archive mode, but only where nothing else is stored (a prefix holding other data is not
-/// taken over).
+/// archive mode (object-storage backends refuse a prefix that holds other data).
 pub async fn open_destination(local: &Repo, dest: &str, create: bool) -> Result<Repo> {
     let url = destination_url(local, dest).await?;
     match Repo::open(&url, OpenOptions::default()).await {
         Ok(r) => Ok(r),
         Err(e) if e.is_not_found() && create => {
-            let scratch = crate::registry::Registry::global()
-                .open_store(&url, OpenOptions::default())
-                .await;
-            // A backend that cannot open without a config says so by NotFound; check for
-            // foreign data only where a handle could be had anyway (nothing to check then).
-            if let Ok(s) = scratch
-                && !s.list_files("").await.unwrap_or_default().is_empty()
-            {
-                return Err(Error::invalid(format!(
-                    "{url} holds data but no repository; refusing to create one there"
-                )));
-            }
             Repo::create(&url, RepoMode::Archive, OpenOptions::default()).await
         }
         Err(e) => Err(e),

@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -129,6 +130,31 @@ impl ObjectStorageBuilder {
         self
     }
 
+    /// Before creating a repository: a prefix without `config` must hold nothing else (a
+    /// prefix with other data is not taken over).
+    async fn refuse_foreign_data(&self, config_path: &Path) -> Result<()> {
+        match self.inner.head(config_path).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(error::map(
+                    self.plugin,
+                    format!("reading {}/config", self.name),
+                    e,
+                ));
+            }
+        }
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        match self.inner.list(prefix).next().await {
+            None => Ok(()),
+            Some(Ok(m)) => Err(Error::invalid(format!(
+                "{} holds data but no repository (found {}); refusing to create one there",
+                self.name, m.location
+            ))),
+            Some(Err(e)) => Err(error::map(self.plugin, format!("listing {}", self.name), e)),
+        }
+    }
+
     /// Open the repository: with `opts.create`, create it first (archive mode only; an
     /// existing archive repository is opened as it is). Reads and checks `config`.
     pub async fn open(self, opts: OpenOptions) -> Result<ObjectStorageStore> {
@@ -143,6 +169,7 @@ impl ObjectStorageBuilder {
                     ),
                 });
             }
+            self.refuse_foreign_data(&config_path).await?;
             let text = Bytes::from(RepoConfig::initial(RepoMode::Archive).to_text());
             let put = PutOptions::from(PutMode::Create);
             match self.inner.put_opts(&config_path, text.into(), put).await {

@@ -1,0 +1,578 @@
+//! `ostree push` into object storage, judged by the real ostree: each test starts its own
+//! `moto_server` on 127.0.0.1 (through `.ci/moto.sh`, on a free port, with a private state
+//! directory so the request log counts only its requests), pushes with our binary, and has
+//! `/usr/bin/ostree` pull from the bucket's path-style HTTP URL, fsck and check out.
+//!
+//! Without moto (no venv and no way to install it) the tests print a skip message, unless
+//! `OSTREE_TEST_REQUIRE` contains `s3`, which makes that a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ostree_tests::bins::{Ostree, Run, assert_no_panic, ours, path_str, real, required, scratch};
+use ostree_tests::fixtures::{make_bulk_tree, make_small_tree};
+use ostree_tests::fsutil::write_file;
+use ostree_tests::tree::{Compare, assert_same_tree};
+
+const BUCKET: &str = "ostree-test";
+
+/// A private moto server: stopped (and its state removed) on drop.
+struct Moto {
+    port: u16,
+    state: tempfile::TempDir,
+}
+
+fn moto_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/moto.sh")
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Moto {
+    /// Start a server, or `None` (after printing why) when moto cannot run here.
+    fn start() -> Option<Moto> {
+        let state = scratch("moto-state-");
+        let port = free_port();
+        let m = Moto { port, state };
+        match m.script("start") {
+            Ok(()) => Some(m),
+            Err(why) => {
+                assert!(
+                    !required("s3"),
+                    "moto could not start and OSTREE_TEST_REQUIRE contains s3: {why}"
+                );
+                eprintln!("SKIP: moto_server could not start ({why}); S3 push test skipped");
+                None
+            }
+        }
+    }
+
+    fn script(&self, action: &str) -> Result<(), String> {
+        let out = Command::new("bash")
+            .arg(moto_script())
+            .arg(action)
+            .arg(self.port.to_string())
+            .env("MOTO_STATE_DIR", self.state.path())
+            .env("MOTO_BUCKET", BUCKET)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running .ci/moto.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn restart(&self) {
+        self.script("start").expect("restart moto");
+    }
+
+    fn stop(&self) {
+        let _ = self.script("stop");
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `s3://` URL of a prefix in the bucket, with short retries.
+    fn url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{BUCKET}/{prefix}?endpoint={}&region=us-east-1&max_retries=2&retry_timeout=5",
+            self.endpoint()
+        )
+    }
+
+    /// Plain-HTTP URL of a prefix (what the real ostree pulls from).
+    fn http(&self, prefix: &str) -> String {
+        format!("{}/{BUCKET}/{prefix}", self.endpoint())
+    }
+
+    /// The request log so far (one line per request).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join(format!("moto-{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
+    /// Requests of `method` (`PUT`, `GET`, `HEAD`…) logged so far whose path starts with
+    /// `/BUCKET/PATH`.
+    fn count(&self, method: &str, path: &str) -> usize {
+        let needle = format!("\"{method} /{BUCKET}/{path}");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Requests under a prefix (any method), for requests-per-object figures.
+    fn count_all(&self, prefix: &str) -> usize {
+        let needle = format!(" /{BUCKET}/{prefix}");
+        let list = format!("prefix={prefix}");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&needle) || l.contains(&list))
+            .count()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn s3_env(c: &mut Command) {
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE");
+}
+
+fn push_cmd(o: &Ostree, local: &Path, dest: &str, extra: &[&str]) -> Command {
+    let mut c = o.command();
+    s3_env(&mut c);
+    c.arg(format!("--repo={}", path_str(local)))
+        .arg("push")
+        .args(extra)
+        .arg(dest);
+    c
+}
+
+fn push(o: &Ostree, local: &Path, dest: &str, refs: &[&str], extra: &[&str]) -> Run {
+    let mut c = push_cmd(o, local, dest, extra);
+    c.args(refs);
+    let r = ostree_tests::bins::run_command("ours", c);
+    assert_no_panic(&r);
+    r
+}
+
+fn push_ok(o: &Ostree, local: &Path, dest: &str, refs: &[&str]) -> String {
+    let r = push(o, local, dest, refs, &[]);
+    assert!(r.success(), "push failed\n{}", r.describe());
+    r.out()
+}
+
+/// Number in `"N objects uploaded"` of push's output.
+fn uploaded(out: &str) -> usize {
+    out.lines()
+        .find_map(|l| {
+            l.split_once(" objects uploaded")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no upload count in push output:\n{out}"))
+}
+
+/// A local archive repository with `main` committed from `tree`.
+fn commit(o: &Ostree, repo: &Path, tree: &Path, subject: &str) -> String {
+    if !repo.join("config").exists() {
+        o.init(repo, "archive");
+    }
+    o.ok(
+        repo,
+        &[
+            "commit",
+            "-b",
+            "main",
+            "-s",
+            subject,
+            &format!("--tree=dir={}", path_str(tree)),
+        ],
+    )
+}
+
+/// The real ostree pulls `main` from the bucket over HTTP into a fresh repo, fscks it, and its
+/// checkout equals ours of `rev` from `local`.
+fn real_pull_matches(
+    real: &Ostree,
+    ours: &Ostree,
+    dir: &Path,
+    http: &str,
+    local: &Path,
+    rev: &str,
+) {
+    let name = format!("judge-{}", &rev[..8]);
+    let judge = dir.join(&name);
+    real.init(&judge, "archive");
+    real.ok(
+        &judge,
+        &["remote", "add", "--no-gpg-verify", "bucket", http],
+    );
+    real.ok(&judge, &["pull", "bucket", "main"]);
+    assert_eq!(real.rev_parse(&judge, "bucket:main").as_deref(), Some(rev));
+    real.fsck_clean(&judge);
+    let a = dir.join(format!("{name}-real"));
+    let b = dir.join(format!("{name}-ours"));
+    real.ok(&judge, &["checkout", "-U", rev, path_str(&a)]);
+    ours.ok(local, &["checkout", "-U", rev, path_str(&b)]);
+    assert_same_tree("real from bucket", &a, "ours local", &b, Compare::NO_MTIME);
+}
+
+fn objects_in(repo: &Path) -> usize {
+    ostree_tests::fixtures::object_names(repo).len()
+}
+
+#[test]
+fn push_then_real_ostree_pulls_and_incremental_sends_only_new_objects() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-push-");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_bulk_tree(&tree, 300, 6, 1);
+    make_small_tree(&tree.join("small"));
+    let v1 = commit(&o, &local, &tree, "v1");
+    let total_v1 = objects_in(&local);
+
+    let dest = moto.url("inc");
+    let before = moto.count_all("inc");
+    let out = push_ok(&o, &local, &dest, &["main"]);
+    let reqs = moto.count_all("inc") - before;
+    assert_eq!(uploaded(&out), total_v1, "{out}");
+    // One create-only PUT per object, plus a fixed overhead (config, ref, manifest, summary).
+    assert!(
+        reqs <= total_v1 + 40,
+        "{reqs} requests for {total_v1} objects\n{out}"
+    );
+    real_pull_matches(&real, &o, dir.path(), &moto.http("inc"), &local, &v1);
+
+    // Idempotent: nothing to send the second time, and no object checked either.
+    let heads = moto.count("HEAD", "inc/objects/");
+    let out = push_ok(&o, &local, &dest, &["main"]);
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(uploaded(&out), 0);
+    assert!(moto.count("HEAD", "inc/objects/") - heads <= 1);
+
+    // v2: change 5 files, add 3: only the new objects go up, with no existence checks.
+    for i in 0..5u64 {
+        write_file(
+            &tree.join(format!("d{:02}/f{i:05}", i % 32)),
+            format!("changed {i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    for i in 0..3 {
+        write_file(
+            &tree.join(format!("new/n{i}")),
+            format!("new {i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    let before_objs = ostree_tests::fixtures::object_names(&local);
+    let v2 = commit(&o, &local, &tree, "v2");
+    let new_objs = objects_in(&local) - before_objs.len();
+    let (puts, heads) = (
+        moto.count("PUT", "inc/objects/"),
+        moto.count("HEAD", "inc/objects/"),
+    );
+    let out = push_ok(&o, &local, &dest, &["main"]);
+    assert_eq!(uploaded(&out), new_objs, "{out}");
+    assert_eq!(moto.count("PUT", "inc/objects/") - puts, new_objs);
+    // Only the old commit's presence is checked (its manifest is trusted).
+    assert!(moto.count("HEAD", "inc/objects/") - heads <= 2);
+    real_pull_matches(&real, &o, dir.path(), &moto.http("inc"), &local, &v2);
+
+    // The summary names v2, as the real ostree reads it.
+    let judge = dir.path().join("judge-summary");
+    real.init(&judge, "archive");
+    real.ok(
+        &judge,
+        &["remote", "add", "--no-gpg-verify", "b", &moto.http("inc")],
+    );
+    let refs = real.ok(&judge, &["remote", "refs", "b"]);
+    assert_eq!(refs.trim(), "b:main");
+    let summary = real.ok(&judge, &["remote", "summary", "b"]);
+    assert!(summary.contains(&v2), "{summary}");
+
+    // --dry-run moves nothing.
+    let v3 = {
+        write_file(&tree.join("new/dry"), b"dry\n", 0o644);
+        commit(&o, &local, &tree, "v3")
+    };
+    let puts = moto.count("PUT", "inc/");
+    let r = push(&o, &local, &dest, &["main"], &["--dry-run"]);
+    assert!(r.success(), "{}", r.describe());
+    assert!(r.out().contains("Would push main"), "{}", r.out());
+    assert!(r.out().contains(&v3));
+    assert_eq!(moto.count("PUT", "inc/"), puts, "dry run wrote");
+}
+
+#[test]
+fn file_destination_is_a_valid_repo_for_the_real_ostree() {
+    let Some(real) = real() else { return };
+    let o = ours();
+    let dir = scratch("file-push-");
+    let (tree, local, dest) = (
+        dir.path().join("tree"),
+        dir.path().join("local"),
+        dir.path().join("dest"),
+    );
+    make_bulk_tree(&tree, 40, 2, 3);
+    let v1 = commit(&o, &local, &tree, "v1");
+    write_file(&tree.join("x"), b"x\n", 0o644);
+    let v2 = commit(&o, &local, &tree, "v2");
+    // With --depth=1 the parent travels too.
+    let r = push(&o, &local, path_str(&dest), &["main"], &["--depth=1"]);
+    assert!(r.success(), "{}", r.describe());
+    real.fsck_clean(&dest);
+    assert_eq!(real.rev_parse(&dest, "main").as_deref(), Some(v2.as_str()));
+    real.ok(&dest, &["show", &v1]);
+    // A remote whose URL is a file:// URL works as DEST.
+    o.ok(
+        &local,
+        &[
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "mirror",
+            &format!("file://{}", path_str(&dest)),
+        ],
+    );
+    let out = push_ok(&o, &local, "mirror", &["main"]);
+    assert!(out.contains("up to date"), "{out}");
+    // An HTTP remote is refused clearly.
+    o.ok(
+        &local,
+        &[
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "web",
+            "http://127.0.0.1:1/r",
+        ],
+    );
+    let r = push(&o, &local, "web", &["main"], &[]);
+    assert!(!r.success());
+    assert!(r.err().contains("read-only over HTTP"), "{}", r.describe());
+}
+
+#[test]
+fn concurrent_pushers_on_one_ref_lose_no_update() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-race-");
+    let dest = moto.url("race");
+    // A common base, pushed first; then two pushers each with their own child of it.
+    let base_tree = dir.path().join("base");
+    make_bulk_tree(&base_tree, 50, 2, 5);
+    let a = dir.path().join("a");
+    let base = commit(&o, &a, &base_tree, "base");
+    push_ok(&o, &a, &dest, &["main"]);
+    let b = dir.path().join("b");
+    o.init(&b, "archive");
+    o.ok(&b, &["pull-local", path_str(&a), "main"]);
+    let mut news = Vec::new();
+    for (repo, tag) in [(&a, "a"), (&b, "b")] {
+        let t = dir.path().join(format!("tree-{tag}"));
+        make_bulk_tree(&t, 120, 3, if tag == "a" { 11 } else { 12 });
+        news.push(commit(&o, repo, &t, tag));
+        let parent = o.ok(repo, &["rev-parse", "main^"]);
+        assert_eq!(parent, base);
+    }
+    let children: Vec<_> = [&a, &b]
+        .into_iter()
+        .map(|repo| {
+            let mut c = push_cmd(&o, repo, &dest, &[]);
+            c.arg("main").stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().expect("spawn push")
+        })
+        .collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("push output"))
+        .collect();
+    let ok: Vec<usize> = (0..2).filter(|&i| results[i].status.success()).collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "exactly one pusher must win: {:?}",
+        results
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.stderr).into_owned())
+            .collect::<Vec<_>>()
+    );
+    let (win, lose) = (ok[0], 1 - ok[0]);
+    let err = String::from_utf8_lossy(&results[lose].stderr).into_owned();
+    assert!(
+        err.contains("moved while pushing") || err.contains("not an ancestor"),
+        "the loser must be told why: {err}"
+    );
+    let winner_repo = if win == 0 { &a } else { &b };
+    real_pull_matches(
+        &real,
+        &o,
+        dir.path(),
+        &moto.http("race"),
+        winner_repo,
+        &news[win],
+    );
+    // The loser, forced, replaces it; the summary follows.
+    let loser_repo = if lose == 0 { &a } else { &b };
+    let r = push(&o, loser_repo, &dest, &["main"], &["--force"]);
+    assert!(r.success(), "{}", r.describe());
+    real_pull_matches(
+        &real,
+        &o,
+        dir.path(),
+        &moto.http("race"),
+        loser_repo,
+        &news[lose],
+    );
+}
+
+/// Wait until at least `n` object PUTs under `prefix` are logged (or panic after 60 s).
+fn wait_for_puts(moto: &Moto, prefix: &str, n: usize) {
+    let start = Instant::now();
+    while moto.count("PUT", &format!("{prefix}/objects/")) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "push made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interrupted_push_resumes_with_only_the_rest() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-resume-");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_bulk_tree(&tree, 600, 4, 21);
+    let v1 = commit(&o, &local, &tree, "v1");
+    let total = objects_in(&local);
+    let dest = moto.url("resume");
+
+    let mut c = push_cmd(&o, &local, &dest, &["--jobs=2"]);
+    c.arg("main").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().expect("spawn push");
+    wait_for_puts(&moto, "resume", 100);
+    child.kill().expect("kill the pusher");
+    let _ = child.wait();
+    let first = moto.count("PUT", "resume/objects/");
+    assert!(first < total, "the push finished before it was interrupted");
+
+    // Nothing names the unfinished commit.
+    let judge = dir.path().join("judge-early");
+    real.init(&judge, "archive");
+    real.ok(
+        &judge,
+        &[
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "b",
+            &moto.http("resume"),
+        ],
+    );
+    assert!(!real.run_repo(&judge, &["pull", "b", "main"]).success());
+
+    let out = push_ok(&o, &local, &dest, &["main"]);
+    assert!(out.contains("resuming"), "{out}");
+    let second = moto.count("PUT", "resume/objects/") - first;
+    assert!(
+        second <= total - first + 2 * 2,
+        "second push sent {second} objects; {first} of {total} were already there\n{out}"
+    );
+    assert!(second < total, "{out}");
+    real_pull_matches(&real, &o, dir.path(), &moto.http("resume"), &local, &v1);
+}
+
+#[test]
+fn server_killed_mid_push_fails_clearly_and_a_rerun_completes() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-kill-");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_bulk_tree(&tree, 500, 4, 31);
+    let v1 = commit(&o, &local, &tree, "v1");
+    let dest = moto.url("kill");
+
+    let mut c = push_cmd(&o, &local, &dest, &["--jobs=2"]);
+    c.arg("main").stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn push");
+    wait_for_puts(&moto, "kill", 60);
+    moto.stop();
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("push output");
+    assert!(
+        !out.status.success(),
+        "push succeeded against a dead server"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failing took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("error:") && err.contains("kill"),
+        "unclear error: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // moto keeps its data in memory: the restarted server is empty, so the rerun recreates
+    // the repository and sends everything; it must complete.
+    moto.restart();
+    push_ok(&o, &local, &dest, &["main"]);
+    real_pull_matches(&real, &o, dir.path(), &moto.http("kill"), &local, &v1);
+}
+
+#[test]
+fn bad_destinations_fail_clearly() {
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-bad-");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_small_tree(&tree);
+    commit(&o, &local, &tree, "v1");
+
+    // A bucket that does not exist.
+    let missing = format!(
+        "s3://no-such-bucket/p?endpoint={}&region=us-east-1&max_retries=0",
+        moto.endpoint()
+    );
+    let r = push(&o, &local, &missing, &["main"], &[]);
+    assert!(!r.success());
+    assert!(r.err().contains("no-such-bucket"), "{}", r.describe());
+
+    // Nobody listening.
+    let dead = format!(
+        "s3://{BUCKET}/p?endpoint=http://127.0.0.1:{}&max_retries=0&retry_timeout=1",
+        free_port()
+    );
+    let r = push(&o, &local, &dead, &["main"], &[]);
+    assert!(!r.success());
+    assert!(r.err().contains("error:"), "{}", r.describe());
+
+    // A prefix holding something that is not a repository is not taken over.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"junk").expect("write");
+    let put = Command::new("curl")
+        .args(["-s", "-f", "-X", "PUT", "--data-binary"])
+        .arg(format!("@{}", path_str(&junk)))
+        .arg(format!("{}/{BUCKET}/junk/file.txt", moto.endpoint()))
+        .status()
+        .expect("curl");
+    assert!(put.success());
+    let r = push(&o, &local, &moto.url("junk"), &["main"], &[]);
+    assert!(!r.success());
+    assert!(
+        r.err().contains("holds data but no repository"),
+        "{}",
+        r.describe()
+    );
+
+    // A ref that does not exist locally; a REF that is a checksum.
+    let r = push(&o, &local, &moto.url("ok"), &["nosuch"], &[]);
+    assert!(!r.success());
+    assert!(r.err().contains("nosuch"), "{}", r.describe());
+    let r = push(&o, &local, &moto.url("ok"), &[], &[]);
+    assert!(!r.success());
+}
