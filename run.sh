@@ -27,6 +27,7 @@
 #   OSTREE_CONFORMANCE_BUDGET   seconds for the whole conformance step of `test` (default 1500)
 #   OSTREE_CONFORMANCE_JOBS     parallel conformance tests (default 2)
 #   OSTREE_CONFORMANCE_EXPECTED the gated list (default tests/conformance-expected.txt)
+#   OSTREE_E2E_BUDGET           seconds for the QEMU boot tests of `test` (default 900)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,6 +56,7 @@ DEPS=(
     python3 python3-venv python3-yaml
     grub-common qemu-system-x86 qemu-utils debootstrap
     time bsdextrautils cpio strace parallel file xz-utils
+    grub-pc-bin busybox-static fdisk e2fsprogs kmod binutils   # tests/e2e (VM boots)
 )
 cmd_deps() {
     local missing=() p
@@ -298,6 +300,11 @@ cmd_test() {
     say "upstream conformance suite (gated on tests/conformance-expected.txt)"
     GATE_PASSED=0 GATE_FAILED=0
     conformance_gate || failed+=("conformance gate")
+    say "boot tests under QEMU (tests/e2e: GRUB2 BIOS boot, upgrade, rollback, power cuts)"
+    local e2e_log; e2e_log=$(mktemp /tmp/run-sh-e2e.XXXXXX)
+    timeout "${OSTREE_E2E_BUDGET:-900}" bash tests/e2e/run.sh 2>&1 | tee "$e2e_log" || failed+=("e2e")
+    read -r E2E_PASSED E2E_FAILED < <(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$e2e_log" | tail -n 1; echo 0 0)
+    GATE_PASSED=$((GATE_PASSED + E2E_PASSED)) GATE_FAILED=$((GATE_FAILED + E2E_FAILED))
     # one closing line: every gated result (cargo tests + expected conformance tests)
     local cp cf ci
     read -r cp cf ci < <(grep -E '^test result:' "$cargo_log" | awk '

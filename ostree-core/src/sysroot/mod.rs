@@ -53,6 +53,7 @@ pub mod fsutil;
 pub mod kargs;
 pub mod kernel;
 mod loader;
+pub mod prepare_root;
 pub mod staged;
 mod unlock;
 pub mod upgrader;

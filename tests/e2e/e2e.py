@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""Boot deployments made by our `ostree` under QEMU (TCG) and check what booted.
+
+Builds, without mounting anything:
+  * a busybox-static initramfs with the virtio/ext4 modules of a pinned Debian kernel and our
+    `ostree-prepare-root`;
+  * a tiny OS tree (busybox, our `ostree` and its libraries, kernel + initramfs in
+    usr/lib/modules/$kver), committed with our `ostree` (v1 into the sysroot, v1 and v2 into an
+    archive repo served as file:// from a second disk);
+  * a sysroot (`admin init-fs`, `os-init`, `deploy`) on tmpfs, then a disk image
+    (`mkfs.ext4 -d`, `sfdisk`, `grub-mkimage` + `dd` of boot.img/core.img for BIOS GRUB).
+
+Scenarios (each boot powers off by itself; QEMU is killed after a bounded time):
+  grub2-boot       boot v1: markers (deployment, kargs, /usr read-only, /run/ostree-booted)
+  grub2-upgrade    in the VM: edit /etc, `ostree admin upgrade` from the file:// remote;
+                   reboot: v2 booted, /etc edit kept (3-way merge)
+  grub2-rollback   in v2: add an /etc file, `ostree admin rollback`; reboot: v1, file gone
+  grub2-powercut   from the v1 image: kill QEMU at several delays after the upgrade starts,
+                   boot again: v1 or v2, `ostree fsck` and `admin status` pass
+  grub2-badkarg    a menu entry with a malformed ostree=: prepare-root's clear error
+  grub2-missingdeploy  the deployment directory behind the boot link is gone: same
+
+Environment: OSTREE_RS_BIN, OSTREE_PREPARE_ROOT_BIN (the binaries), E2E_WORK (scratch,
+default /dev/shm/ostree-e2e), E2E_CACHE (downloaded .debs), E2E_KERNEL_PKG (pinned kernel
+package), E2E_SCENARIOS (comma list), E2E_POWERCUTS (comma list of delays in seconds),
+E2E_BOOT_TIMEOUT (seconds per boot, default 240).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OS_NAME = "e2eos"
+REF = "e2eos/stable"
+REMOTE = "upd"
+PART_START = 2048  # sectors
+KARGS = ["root=/dev/vda1", "rw", "console=ttyS0,115200", "panic=-1", "loglevel=4",
+         "no_timer_check"]  # TCG on a loaded host fails the kernel's IO-APIC timer check
+GRUB_PREPARE_ROOT = "set root=(hd0,msdos1)"
+
+WORK = Path(os.environ.get("E2E_WORK", "/dev/shm/ostree-e2e" if Path("/dev/shm").is_dir() else "/tmp/ostree-e2e"))
+CACHE = Path(os.environ.get("E2E_CACHE", "/var/tmp/ostree-e2e-cache"))
+KERNEL_PKG = os.environ.get("E2E_KERNEL_PKG", "linux-image-6.1.0-56-amd64")
+OSTREE = os.environ.get("OSTREE_RS_BIN", "")
+PREPARE_ROOT = os.environ.get("OSTREE_PREPARE_ROOT_BIN", "")
+BOOT_TIMEOUT = float(os.environ.get("E2E_BOOT_TIMEOUT", "240"))
+SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-powercut,grub2-badkarg,grub2-missingdeploy").split(",")
+# Delays after the upgrade starts: seconds, or "fX" for X times the upgrade's duration as
+# measured by grub2-upgrade (5 s when it did not run).
+POWERCUTS = [x for x in os.environ.get("E2E_POWERCUTS", "f0.05,f0.3,f0.6,f0.85,f0.95,f1.2").split(",") if x]
+
+RESULTS = []  # (scenario, ok, seconds, note)
+LIVE = []  # the running QEMU processes, killed on SIGTERM (run.sh's time budget)
+BOOT_TIMES = []
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    kw.setdefault("check", True)
+    env = dict(os.environ)
+    env.update(kw.pop("env", {}))
+    r = subprocess.run(cmd, env=env, text=True, capture_output=True, **kw)
+    return r
+
+
+def sh(cmd, **kw):
+    r = run(cmd, check=False, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def ostree(*args, **kw):
+    env = {"OSTREE_SYSROOT_DEBUG": "mutable-deployments",
+           "GRUB2_PREPARE_ROOT_CACHE": GRUB_PREPARE_ROOT, "GRUB2_BOOT_DEVICE_ID": "e2e"}
+    return sh([OSTREE, *map(str, args)], env=env, **kw)
+
+
+# ----------------------------------------------------------------------------- assets
+def fetch_debs():
+    CACHE.mkdir(parents=True, exist_ok=True)
+    kernel = KERNEL_PKG
+    if not list(CACHE.glob(f"{kernel}_*.deb")):
+        r = run(["apt-get", "download", kernel], cwd=CACHE, check=False)
+        if r.returncode != 0:
+            # The pinned ABI is gone from the mirror: take what linux-image-amd64 depends on.
+            dep = sh(["apt-cache", "depends", "linux-image-amd64"])
+            m = re.search(r"Depends: (linux-image-\S+)", dep)
+            if not m:
+                raise RuntimeError(f"cannot download {kernel}: {r.stderr}")
+            log(f"{kernel} unavailable ({r.stderr.strip()}); using {m.group(1)}")
+            kernel = m.group(1)
+            if not list(CACHE.glob(f"{kernel}_*.deb")):
+                sh(["apt-get", "download", kernel], cwd=CACHE)
+    if not list(CACHE.glob("busybox-static_*.deb")):
+        sh(["apt-get", "download", "busybox-static"], cwd=CACHE)
+    return next(CACHE.glob(f"{kernel}_*.deb")), next(CACHE.glob("busybox-static_*.deb"))
+
+
+def extract(deb, dest):
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    sh(["dpkg-deb", "-x", str(deb), str(dest)])
+
+
+def libs_of(binary):
+    """(path, is_interpreter) of the shared libraries a binary needs; [] when static."""
+    r = run(["ldd", binary], check=False)
+    if r.returncode != 0 or "not a dynamic" in r.stdout + r.stderr or "statically linked" in r.stdout:
+        return []
+    out = []
+    for line in r.stdout.splitlines():
+        m = re.search(r"=>\s*(/\S+)", line)
+        if m:
+            out.append(m.group(1))
+        elif line.strip().startswith("/"):
+            out.append(line.split()[0])
+    return out
+
+
+def install_bin(binary, root, dest, usrmerge=True):
+    """Copy binary to root/dest and its libraries to root/[usr/]lib... (paths as on the host)."""
+    d = root / dest
+    d.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, d)
+    for lib in libs_of(binary):
+        rel = Path(lib).relative_to("/")
+        if usrmerge and rel.parts[0] in ("lib", "lib64"):
+            rel = Path("usr") / rel
+        t = root / rel
+        t.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(lib), t)
+    return bool(libs_of(binary))
+
+
+def module_order(moddir, wanted):
+    """Module files (relative to moddir) in load order: dependencies first."""
+    index = {p.name.split(".ko")[0].replace("-", "_"): p for p in moddir.rglob("*.ko*")}
+    order, seen = [], set()
+
+    def visit(name):
+        name = name.replace("-", "_")
+        if name in seen:
+            return
+        seen.add(name)
+        path = index.get(name)
+        if path is None:
+            return  # built in
+        deps = sh(["/sbin/modinfo", "-F", "depends", str(path)]).strip()
+        for dep in filter(None, deps.split(",")):
+            visit(dep)
+        order.append(path)
+
+    for w in wanted:
+        visit(w)
+    return order
+
+
+def build_initramfs(kdir, bbdir, kver, out):
+    root = WORK / "initramfs"
+    if root.exists():
+        shutil.rmtree(root)
+    for d in ["bin", "sbin", "usr/bin", "lib/modules", "proc", "sys", "dev", "run", "sysroot"]:
+        (root / d).mkdir(parents=True)
+    shutil.copy2(bbdir / "bin/busybox", root / "bin/busybox")
+    moddir = kdir / "lib/modules" / kver
+    mods = module_order(moddir, ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"])
+    names = []
+    for p in mods:
+        shutil.copy2(p, root / "lib/modules" / p.name)
+        names.append(p.name)
+    (root / "lib/modules/load-order").write_text("\n".join(names) + "\n")
+    dynamic = install_bin(PREPARE_ROOT, root, "usr/bin/ostree-prepare-root", usrmerge=False)
+    sh(["strip", "--strip-debug", str(root / "usr/bin/ostree-prepare-root")])
+    shutil.copy2(HERE / "initramfs-init.sh", root / "init")
+    os.chmod(root / "init", 0o755)
+    files = sh(["find", "."], cwd=root)
+    p = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=files.encode(), cwd=root,
+                       capture_output=True, check=True)
+    out.write_bytes(subprocess.run(["gzip", "-1"], input=p.stdout, capture_output=True, check=True).stdout)
+    return names, dynamic
+
+
+def build_tree(dest, version, kdir, kver, initramfs, bbdir):
+    if dest.exists():
+        shutil.rmtree(dest)
+    for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "usr/etc", "boot", "dev", "proc",
+              "sys", "run", "tmp", "var", "sysroot", "mnt", "home", "root"]:
+        (dest / d).mkdir(parents=True)
+    for link, target in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"),
+                         ("lib64", "usr/lib64"), ("ostree", "sysroot/ostree")]:
+        os.symlink(target, dest / link)
+    bb = dest / "usr/bin/busybox"
+    shutil.copy2(bbdir / "bin/busybox", bb)
+    for applet in sh([str(bb), "--list"]).split():
+        if applet not in ("busybox", "init") and not (dest / "usr/bin" / applet).exists():
+            os.symlink("busybox", dest / "usr/bin" / applet)
+    install_bin(OSTREE, dest, "usr/bin/ostree")
+    # without debug info: a smaller tree, disk and repo
+    sh(["strip", "--strip-debug", str(dest / "usr/bin/ostree")])
+    shutil.copy2(HERE / "os-init.sh", dest / "usr/sbin/init")
+    os.chmod(dest / "usr/sbin/init", 0o755)
+    mod = dest / "usr/lib/modules" / kver
+    mod.mkdir(parents=True)
+    shutil.copy2(kdir / "boot" / f"vmlinuz-{kver}", mod / "vmlinuz")
+    shutil.copy2(initramfs, mod / "initramfs.img")
+    (dest / "usr/lib/e2e-version").write_text(version + "\n")
+    (dest / "usr/etc/os-release").write_text(f'NAME="e2e"\nID=e2eos\nVERSION_ID={version}\n')
+    (dest / "usr/etc/e2e.conf").write_text("base\n")
+    (dest / "usr/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (dest / "usr/etc/group").write_text("root:x:0:\n")
+    if version == "v2":
+        (dest / "usr/etc/e2e-v2.conf").write_text("new in v2\n")
+
+
+def make_ext4(src, out, size_mb, label):
+    if out.exists():
+        out.unlink()
+    sh(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(src), str(out), f"{size_mb}M"])
+
+
+def make_disk(part, out):
+    size = part.stat().st_size + PART_START * 512
+    with open(out, "wb") as f:
+        f.truncate(size)
+    sh(["sfdisk", "-q", str(out)], input=f"label: dos\nstart={PART_START}, type=83, bootable\n")
+    sh(["dd", f"if={part}", f"of={out}", "bs=1M", f"seek={PART_START * 512 // (1 << 20)}",
+        "conv=notrunc,sparse", "status=none"])
+    core = WORK / "core.img"
+    sh(["grub-mkimage", "-O", "i386-pc", "-o", str(core), "-p", "(hd0,msdos1)/boot/grub",
+        "biosdisk", "part_msdos", "ext2", "normal", "configfile", "linux", "echo", "test",
+        "serial", "terminal", "search", "search_label"])
+    if core.stat().st_size > (PART_START - 1) * 512:
+        raise RuntimeError("core.img does not fit before the partition")
+    sh(["dd", "if=/usr/lib/grub/i386-pc/boot.img", f"of={out}", "bs=440", "count=1",
+        "conv=notrunc", "status=none"])
+    sh(["dd", f"if={core}", f"of={out}", "bs=512", "seek=1", "conv=notrunc", "status=none"])
+
+
+# ----------------------------------------------------------------------------- boots
+class Boot:
+    def __init__(self, disk, ctl, name):
+        self.log = WORK / f"serial-{name}.log"
+        self.name = name
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "512", "-smp", "1",
+             "-display", "none", "-no-reboot", "-monitor", "none", "-serial", f"file:{self.log}",
+             "-drive", f"file={disk},format=raw,if=virtio,cache=writeback",
+             "-drive", f"file={ctl},format=raw,if=virtio,readonly=on"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        LIVE.append(self.proc)
+        self.t0 = time.time()
+
+    def text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, marker, timeout):
+        end = time.time() + timeout
+        while time.time() < end:
+            if marker in self.text():
+                return time.time() - self.t0
+            if self.proc.poll() is not None:
+                return None
+            time.sleep(0.05)
+        return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def finish(self, timeout=BOOT_TIMEOUT):
+        try:
+            self.proc.wait(timeout=max(1, timeout - (time.time() - self.t0)))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"boot {self.name}: no power-off within {timeout}s; serial log {self.log}:\n"
+                               + tail(self.text()))
+        return self.text()
+
+
+def tail(text, n=40):
+    return "\n".join(text.splitlines()[-n:])
+
+
+def boot(disk, action, name, expect_poweroff=True):
+    ctl = make_ctl(action, name)
+    b = Boot(disk, ctl, name)
+    t = b.wait_for("E2E-BOOTED", BOOT_TIMEOUT)
+    if t is not None:
+        BOOT_TIMES.append(t)
+    text = b.finish()
+    if expect_poweroff and "E2E-POWEROFF" not in text:
+        raise RuntimeError(f"boot {name} did not reach the end; serial log {b.log}:\n{tail(text)}")
+    return text, parse_booted(text)
+
+
+def parse_booted(text):
+    m = re.search(r"E2E-BOOTED (.*)", text)
+    if not m:
+        return None
+    return dict(kv.split("=", 1) for kv in m.group(1).split() if "=" in kv)
+
+
+def make_ctl(action, name):
+    d = WORK / "ctl"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir()
+    shutil.copytree(WORK / "upd-repo", d / "repo", symlinks=True)
+    (d / "action.sh").write_text(action)
+    img = WORK / "ctl.img"
+    make_ext4(d, img, 256, "ctl")
+    return img
+
+
+UPGRADE = """
+echo changed >/etc/e2e.conf
+echo E2E-UPGRADE-START
+ostree admin upgrade; rc=$?
+echo "E2E-UPGRADE-DONE rc=$rc"
+ostree admin status
+"""
+ROLLBACK = """
+echo local >/etc/e2e-local
+ostree admin rollback; rc=$?
+echo "E2E-ROLLBACK-DONE rc=$rc"
+ostree admin status
+"""
+CHECK = """
+ostree admin status; echo "E2E-STATUS rc=$?"
+ostree fsck; echo "E2E-FSCK rc=$?"
+"""
+
+
+def expect(cond, what, text=""):
+    if not cond:
+        raise RuntimeError(f"{what}\n{tail(text)}")
+
+
+def check_v(info, version, text, csums):
+    expect(info is not None, "no E2E-BOOTED marker", text)
+    expect(info["version"] == version, f"booted {info['version']}, expected {version}", text)
+    expect(info["usr"] == "ro", "/usr is writable", text)
+    expect(info["run-ostree-booted"] == "yes", "/run/ostree-booted missing", text)
+    expect(info["deploy"].split(".")[0] == csums[version], f"deployment {info['deploy']} is not {version}'s commit {csums[version]}", text)
+    expect("ostree=/ostree/boot." in text and "console=ttyS0" in text, "kernel arguments missing", text)
+
+
+def scenario(name, fn):
+    if name not in SCENARIOS:
+        return
+    t0 = time.time()
+    try:
+        note = fn() or ""
+        RESULTS.append((name, True, time.time() - t0, note))
+        log(f"PASS {name} ({time.time() - t0:.1f}s) {note}")
+    except Exception as e:  # noqa: BLE001 - reported and counted
+        RESULTS.append((name, False, time.time() - t0, str(e).splitlines()[0]))
+        log(f"FAIL {name} ({time.time() - t0:.1f}s): {e}")
+
+
+def on_term(signum, _frame):
+    for p in LIVE:
+        if p.poll() is None:
+            p.kill()
+    print(f"e2e: stopped by signal {signum}")
+    sys.exit(1)
+
+
+def main():
+    global OSTREE, PREPARE_ROOT
+    signal.signal(signal.SIGTERM, on_term)
+    for tool in ["qemu-system-x86_64", "grub-mkimage", "mkfs.ext4", "sfdisk", "cpio", "dpkg-deb"]:
+        if not shutil.which(tool) and not Path("/sbin", tool).exists():
+            print(f"e2e: skipping: {tool} is not installed")
+            return 0
+    if not Path("/usr/lib/grub/i386-pc/boot.img").exists():
+        print("e2e: skipping: grub-pc-bin is not installed")
+        return 0
+    OSTREE = str(Path(OSTREE).resolve())
+    PREPARE_ROOT = str(Path(PREPARE_ROOT).resolve())
+    t_all = time.time()
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+
+    t0 = time.time()
+    kdeb, bbdeb = fetch_debs()
+    kdir, bbdir = WORK / "kernel", WORK / "busybox"
+    extract(kdeb, kdir)
+    extract(bbdeb, bbdir)
+    kver = next((kdir / "lib/modules").iterdir()).name
+    initramfs = WORK / "initramfs.img"
+    mods, dynamic = build_initramfs(kdir, bbdir, kver, initramfs)
+    log(f"kernel {kdeb.name} ({kver}); initramfs modules: {' '.join(mods)}; prepare-root "
+        + ("dynamic (its libraries copied in)" if dynamic else "static"))
+
+    # Trees, commits, remote repo.
+    for v in ("v1", "v2"):
+        build_tree(WORK / f"tree-{v}", v, kdir, kver, initramfs, bbdir)
+    upd = WORK / "upd-repo"
+    ostree("init", f"--repo={upd}", "--mode=archive")
+    csums = {}
+    for v in ("v1", "v2"):
+        csums[v] = ostree("commit", f"--repo={upd}", "-b", REF, f"--subject={v}",
+                          f"--tree=dir={WORK / f'tree-{v}'}").strip()
+    sysroot = WORK / "sysroot"
+    sysroot.mkdir()
+    ostree("admin", "init-fs", sysroot)
+    ostree("admin", "os-init", OS_NAME, f"--sysroot={sysroot}")
+    repo = sysroot / "ostree/repo"
+    ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", REMOTE, "file:///mnt/repo")
+    ostree("pull-local", f"--repo={repo}", upd, csums["v1"])
+    ostree("refs", f"--repo={repo}", f"--create={REMOTE}:{REF}", csums["v1"])
+    grub = sysroot / "boot/grub"
+    grub.mkdir(parents=True)
+    shutil.copytree("/usr/lib/grub/i386-pc", grub / "i386-pc",
+                    ignore=shutil.ignore_patterns("*.img", "*.image", "*.S", "*.h"))
+    (grub / "grub.cfg").write_text(
+        "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+        "source /boot/loader/grub.cfg\nset timeout=0\n")
+    ostree("admin", "deploy", f"--sysroot={sysroot}", f"--os={OS_NAME}",
+           *[f"--karg={k}" for k in KARGS], f"{REMOTE}:{REF}")
+    loader_cfg = (sysroot / "boot/loader/grub.cfg").read_text()
+    log("boot/loader/grub.cfg written by our deploy:\n" + loader_cfg)
+    part = WORK / "root.img"
+    size = int(sh(["du", "-sm", str(sysroot)]).split()[0]) * 3 + 300
+    make_ext4(sysroot, part, size, "ostreeroot")
+    base = WORK / "disk-v1.img"
+    make_disk(part, base)
+    part.unlink()
+    setup = time.time() - t0
+    log(f"setup (debs, initramfs, trees, commits, deploy, disk image) {setup:.1f}s")
+    disk = WORK / "disk.img"
+
+    def copy_base():
+        sh(["cp", "--sparse=always", str(base), str(disk)])
+
+    state = {}
+
+    def s_boot():
+        copy_base()
+        text, info = boot(disk, "", "boot")
+        check_v(info, "v1", text, csums)
+        return f"boot {BOOT_TIMES[-1]:.1f}s to marker"
+
+    def s_upgrade():
+        if not disk.exists():
+            copy_base()
+        b = Boot(disk, make_ctl(UPGRADE, "upgrade"), "upgrade")
+        t_boot = b.wait_for("E2E-BOOTED", BOOT_TIMEOUT)
+        t_start = b.wait_for("E2E-UPGRADE-START", BOOT_TIMEOUT)
+        t_done = b.wait_for("E2E-UPGRADE-DONE", BOOT_TIMEOUT)
+        text = b.finish()
+        if t_boot is not None:
+            BOOT_TIMES.append(t_boot)
+        info = parse_booted(text)
+        check_v(info, "v1", text, csums)
+        expect("E2E-UPGRADE-DONE rc=0" in text, "in-VM upgrade failed", text)
+        state["upgrade_secs"] = t_done - t_start
+        text, info = boot(disk, "", "after-upgrade")
+        check_v(info, "v2", text, csums)
+        expect(info["etc"] == "changed", "/etc edit lost in the upgrade", text)
+        state["upgraded"] = True
+        return f"in-VM upgrade took {state['upgrade_secs']:.1f}s"
+
+    def s_rollback():
+        expect(state.get("upgraded"), "needs grub2-upgrade")
+        text, info = boot(disk, ROLLBACK, "rollback")
+        check_v(info, "v2", text, csums)
+        expect("E2E-ROLLBACK-DONE rc=0" in text, "in-VM rollback failed", text)
+        text, info = boot(disk, "", "after-rollback")
+        check_v(info, "v1", text, csums)
+        expect(info["etc-local"] == "absent", "an /etc file made in v2 is in v1 after rollback", text)
+
+    def s_powercut():
+        outcomes = []
+        span = state.get("upgrade_secs", 5.0)
+        delays = [round(float(x[1:]) * span, 2) if x.startswith("f") else float(x) for x in POWERCUTS]
+        for delay in delays:
+            copy_base()
+            ctl = make_ctl(UPGRADE, f"cut-{delay}")
+            b = Boot(disk, ctl, f"cut-{delay}")
+            t = b.wait_for("E2E-UPGRADE-START", BOOT_TIMEOUT)
+            expect(t is not None, "upgrade did not start", b.text())
+            time.sleep(delay)
+            done = "E2E-UPGRADE-DONE" in b.text()
+            b.kill()
+            text, info = boot(disk, CHECK, f"after-cut-{delay}")
+            expect(info is not None and info["version"] in ("v1", "v2"),
+                   f"cut at +{delay}s: no deployment booted", text)
+            check_v(info, info["version"], text, csums)
+            expect("E2E-FSCK rc=0" in text, f"cut at +{delay}s: fsck failed", text)
+            expect("E2E-STATUS rc=0" in text, f"cut at +{delay}s: admin status failed", text)
+            outcomes.append(f"+{delay}s{'(after done)' if done else ''}->{info['version']}")
+        return "; ".join(outcomes)
+
+    def s_badkarg():
+        # A copy of the v1 image whose entry names a boot link that does not exist.
+        bad = WORK / "sysroot"
+        cfg = bad / "boot/loader/grub.cfg"
+        good = cfg.read_text()
+        cfg.write_text(re.sub(r"ostree=/ostree/boot\.\d/", "ostree=/ostree/boot.9/", good))
+        p = WORK / "root-bad.img"
+        make_ext4(bad, p, size, "ostreeroot")
+        cfg.write_text(good)
+        make_disk(p, disk)
+        p.unlink()
+        ctl = make_ctl("", "badkarg")
+        b = Boot(disk, ctl, "badkarg")
+        text = b.finish()
+        expect("ostree-prepare-root: error: Malformed ostree= argument" in text,
+               "no clear prepare-root error", text)
+        expect("E2E-INITRAMFS-FAILED" in text and "E2E-BOOTED" not in text, "booted anyway", text)
+        disk.unlink()
+        return "error shown: " + re.search(r"ostree-prepare-root: error: [^\r\n]*", text).group(0)
+
+    def s_missingdeploy():
+        # The boot link names a deployment directory that is gone.
+        src = WORK / "sysroot"
+        dep = next((src / "ostree/deploy" / OS_NAME / "deploy").glob("*.0"))
+        hidden = src / "hidden-deployment"
+        dep.rename(hidden)
+        try:
+            p = WORK / "root-bad.img"
+            make_ext4(src, p, size, "ostreeroot")
+        finally:
+            hidden.rename(dep)
+        make_disk(p, disk)
+        p.unlink()
+        b = Boot(disk, make_ctl("", "missingdeploy"), "missingdeploy")
+        text = b.finish()
+        disk.unlink()
+        expect("ostree-prepare-root: error: Deployment of the boot link is missing" in text,
+               "no clear prepare-root error", text)
+        expect("E2E-INITRAMFS-FAILED" in text and "E2E-BOOTED" not in text, "booted anyway", text)
+        return "error shown: " + re.search(r"ostree-prepare-root: error: [^\r\n]*", text).group(0)
+
+    scenario("grub2-boot", s_boot)
+    scenario("grub2-upgrade", s_upgrade)
+    scenario("grub2-rollback", s_rollback)
+    scenario("grub2-powercut", s_powercut)
+    scenario("grub2-badkarg", s_badkarg)
+    scenario("grub2-missingdeploy", s_missingdeploy)
+
+    total = time.time() - t_all
+    passed = sum(1 for r in RESULTS if r[1])
+    failed = len(RESULTS) - passed
+    print("\ne2e results:")
+    print(f"  setup {setup:.1f}s")
+    for name, ok, secs, note in RESULTS:
+        print(f"  {'PASS' if ok else 'FAIL'} {name:16} {secs:6.1f}s  {note}")
+    if BOOT_TIMES:
+        print(f"  boot to marker under TCG: min {min(BOOT_TIMES):.1f}s max {max(BOOT_TIMES):.1f}s "
+              f"over {len(BOOT_TIMES)} boots")
+    print(f"  total {total:.1f}s")
+    (WORK / "results.json").write_text(json.dumps({"results": RESULTS, "boot_times": BOOT_TIMES,
+                                                   "setup": setup, "total": total}))
+    print(f"e2e: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
