@@ -157,9 +157,13 @@ impl Deployment {
     }
 }
 
-/// Remove transient state from an origin (`ostree_deployment_origin_remove_transient_state`).
+/// Remove transient state from an origin (`ostree_deployment_origin_remove_transient_state`):
+/// the whole `libostree-transient` group, and the `override-commit` and `unlocked` keys, none
+/// of which an upgrade carries over.
 pub fn origin_remove_transient_state(origin: &mut KeyFile) {
-    origin.remove_key(ORIGIN_TRANSIENT_GROUP, "pinned");
+    origin.remove_group(ORIGIN_TRANSIENT_GROUP);
+    origin.remove_key("origin", "override-commit");
+    origin.remove_key("origin", "unlocked");
 }
 
 /// Parse a deployment directory name `CHECKSUM.SERIAL`.
