@@ -19,6 +19,8 @@ Scenarios (each boot powers off by itself; QEMU is killed after a bounded time):
                    boot again: v1 or v2, `ostree fsck` and `admin status` pass
   grub2-badkarg    a menu entry with a malformed ostree=: prepare-root's clear error
   grub2-missingdeploy  the deployment directory behind the boot link is gone: same
+  syslinux-boot    SYSLINUX on a FAT /boot partition (mcopy + syslinux --install), ext4 root:
+                   boot v1 (no upgrade: FAT has no symlinks for the boot/loader swap)
 
 Environment: OSTREE_RS_BIN, OSTREE_PREPARE_ROOT_BIN (the binaries), E2E_WORK (scratch,
 default /dev/shm/ostree-e2e), E2E_CACHE (downloaded .debs), E2E_KERNEL_PKG (pinned kernel
@@ -51,7 +53,7 @@ KERNEL_PKG = os.environ.get("E2E_KERNEL_PKG", "linux-image-6.1.0-56-amd64")
 OSTREE = os.environ.get("OSTREE_RS_BIN", "")
 PREPARE_ROOT = os.environ.get("OSTREE_PREPARE_ROOT_BIN", "")
 BOOT_TIMEOUT = float(os.environ.get("E2E_BOOT_TIMEOUT", "240"))
-SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-powercut,grub2-badkarg,grub2-missingdeploy").split(",")
+SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-powercut,grub2-badkarg,grub2-missingdeploy,syslinux-boot").split(",")
 # Delays after the upgrade starts: seconds, or "fX" for X times the upgrade's duration as
 # measured by grub2-upgrade (5 s when it did not run).
 POWERCUTS = [x for x in os.environ.get("E2E_POWERCUTS", "f0.05,f0.3,f0.6,f0.85,f0.95,f1.2").split(",") if x]
@@ -419,14 +421,17 @@ def main():
     for v in ("v1", "v2"):
         csums[v] = ostree("commit", f"--repo={upd}", "-b", REF, f"--subject={v}",
                           f"--tree=dir={WORK / f'tree-{v}'}").strip()
+    def init_sysroot(sysroot):
+        sysroot.mkdir()
+        ostree("admin", "init-fs", sysroot)
+        ostree("admin", "os-init", OS_NAME, f"--sysroot={sysroot}")
+        repo = sysroot / "ostree/repo"
+        ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", REMOTE, "file:///mnt/repo")
+        ostree("pull-local", f"--repo={repo}", upd, csums["v1"])
+        ostree("refs", f"--repo={repo}", f"--create={REMOTE}:{REF}", csums["v1"])
+
     sysroot = WORK / "sysroot"
-    sysroot.mkdir()
-    ostree("admin", "init-fs", sysroot)
-    ostree("admin", "os-init", OS_NAME, f"--sysroot={sysroot}")
-    repo = sysroot / "ostree/repo"
-    ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", REMOTE, "file:///mnt/repo")
-    ostree("pull-local", f"--repo={repo}", upd, csums["v1"])
-    ostree("refs", f"--repo={repo}", f"--create={REMOTE}:{REF}", csums["v1"])
+    init_sysroot(sysroot)
     grub = sysroot / "boot/grub"
     grub.mkdir(parents=True)
     shutil.copytree("/usr/lib/grub/i386-pc", grub / "i386-pc",
@@ -551,12 +556,68 @@ def main():
         expect("E2E-INITRAMFS-FAILED" in text and "E2E-BOOTED" not in text, "booted anyway", text)
         return "error shown: " + re.search(r"ostree-prepare-root: error: [^\r\n]*", text).group(0)
 
+    def s_syslinux():
+        # SYSLINUX reads FAT: partition 1 is a FAT copy of the sysroot's /boot (its
+        # syslinux.cfg is the one our deploy wrote into boot/loader/), partition 2 the ext4
+        # sysroot. FAT has no symlinks, so the boot/loader swap (and with it an in-VM
+        # upgrade) cannot be done on it: this scenario boots the first deployment only.
+        for tool in ("syslinux", "mkfs.vfat", "mcopy"):
+            if not shutil.which(tool) and not Path("/sbin", tool).exists():
+                return f"skipped: {tool} is not installed"
+        sr = WORK / "sysroot-syslinux"
+        init_sysroot(sr)
+        (sr / "boot/syslinux").mkdir(parents=True)
+        (sr / "boot/syslinux/syslinux.cfg").write_text("SERIAL 0 115200\nPROMPT 0\nTIMEOUT 1\n")
+        kargs = ["root=/dev/vda2" if k.startswith("root=") else k for k in KARGS]
+        ostree("admin", "deploy", f"--sysroot={sr}", f"--os={OS_NAME}",
+               *[f"--karg={k}" for k in kargs], f"{REMOTE}:{REF}")
+        cfg = (sr / "boot/loader/syslinux.cfg").read_text()
+        log("boot/loader/syslinux.cfg written by our deploy:\n" + cfg)
+        fat = WORK / "boot-fat.img"
+        if fat.exists():
+            fat.unlink()
+        boot_mb = int(sh(["du", "-sm", "-L", str(sr / "boot/ostree")]).split()[0]) + 32
+        sh(["mkfs.vfat", "-n", "BOOT", "-C", str(fat), str(boot_mb * 1024)])
+        img = f"-i{fat}"
+        sh(["mmd", img, "::/boot", "::/boot/syslinux"])
+        sh(["mcopy", img, "-s", str(sr / "boot/ostree"), "::/boot/"])
+        (WORK / "syslinux.cfg").write_text(cfg)
+        sh(["mcopy", img, str(WORK / "syslinux.cfg"), "::/boot/syslinux/syslinux.cfg"])
+        sh(["syslinux", "--directory", "/boot/syslinux", "--install", str(fat)])
+        root = WORK / "root-syslinux.img"
+        make_ext4(sr, root, int(sh(["du", "-sm", str(sr)]).split()[0]) * 2 + 200, "ostreeroot")
+        start2 = PART_START + boot_mb * 2048
+        total = (start2 * 512) + root.stat().st_size
+        with open(disk, "wb") as f:
+            f.truncate(total)
+        sh(["sfdisk", "-q", str(disk)], input=f"label: dos\nstart={PART_START}, size={boot_mb * 2048}, "
+           f"type=c, bootable\nstart={start2}, type=83\n")
+        sh(["dd", f"if={fat}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
+        sh(["dd", f"if={root}", f"of={disk}", "bs=512", f"seek={start2}", "conv=notrunc,sparse",
+            "status=none"])
+        sh(["dd", "if=/usr/lib/syslinux/mbr/mbr.bin", f"of={disk}", "bs=440", "count=1",
+            "conv=notrunc", "status=none"])
+        fat.unlink()
+        root.unlink()
+        b = Boot(disk, make_ctl(CHECK, "syslinux"), "syslinux")
+        t = b.wait_for("E2E-BOOTED", BOOT_TIMEOUT)
+        text = b.finish()
+        disk.unlink()
+        info = parse_booted(text)
+        check_v(info, "v1", text, csums)
+        expect("root=/dev/vda2" in text, "kernel arguments of the syslinux entry missing", text)
+        expect("E2E-STATUS rc=0" in text, "admin status failed", text)
+        if t is not None:
+            BOOT_TIMES.append(t)
+        return f"boot {t:.1f}s to marker; in-VM upgrade not possible on a FAT /boot (no symlinks)"
+
     scenario("grub2-boot", s_boot)
     scenario("grub2-upgrade", s_upgrade)
     scenario("grub2-rollback", s_rollback)
     scenario("grub2-powercut", s_powercut)
     scenario("grub2-badkarg", s_badkarg)
     scenario("grub2-missingdeploy", s_missingdeploy)
+    scenario("syslinux-boot", s_syslinux)
 
     total = time.time() - t_all
     passed = sum(1 for r in RESULTS if r[1])
