@@ -103,6 +103,7 @@ pub fn pull(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             append_user_agent: inv.value("append-user-agent").map(str::to_string),
             remotes_dir: RemotesDir::detect(&repo),
             cache_dir: inv.value("cache-dir").map(std::path::PathBuf::from),
+            disable_verify_bindings: inv.flag("disable-verify-bindings"),
             ..PullOptions::default()
         };
         let stats = ostree_core::pull::pull(&repo, &remote, opts).await?;
@@ -143,6 +144,7 @@ pub fn pull_local(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             ref_remote: remote,
             gpg_verify: inv.flag("gpg-verify").then_some(true),
             gpg_verify_summary: inv.flag("gpg-verify-summary").then_some(true),
+            disable_verify_bindings: inv.flag("disable-verify-bindings"),
             ..PullOptions::default()
         };
         let stats = if inv.flag("require-static-deltas") {

@@ -84,6 +84,20 @@ pub struct EngineOptions {
     pub fetch_commitmeta: bool,
     /// Signature policy: every commit is verified before it, or anything below it, is stored.
     pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
+    /// Ref and collection bindings to check on every commit (`None`:
+    /// `--disable-verify-bindings`).
+    pub bindings: Option<Bindings>,
+}
+
+/// What `_ostree_repo_verify_bindings` checks each pulled commit against.
+#[derive(Debug, Clone, Default)]
+pub struct Bindings {
+    /// The collection ID of the remote (its `collection-id` option, or the source
+    /// repository's for local pulls); `None` when it has none.
+    pub collection_id: Option<String>,
+    /// The ref names each requested commit was asked for (commits asked for by checksum,
+    /// and parents, have none).
+    pub refs: std::collections::HashMap<Checksum, Vec<String>>,
 }
 
 /// One traversal over a repository and a source.
@@ -370,7 +384,13 @@ impl Engine {
         // removed ones) appear there. Nothing is stored before the signature check.
         let mdkey = meta_key(csum, ObjectType::CommitMeta);
         let detached = if self.opts.fetch_commitmeta {
-            self.fetch_meta_unstored(mdkey, false).await?
+            let got = self.fetch_meta_unstored(mdkey, false).await?;
+            if got.is_none() && !self.source.is_local() {
+                // ostree counts the request for detached metadata as a fetched metadata
+                // object even when the server has none (404).
+                self.counters.fetched_meta.fetch_add(1, Ordering::Relaxed);
+            }
+            got
         } else {
             None
         };
@@ -417,6 +437,21 @@ impl Engine {
         }
         let commit = Commit::from_bytes(&commit_bytes)
             .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
+        if let Some(b) = &self.opts.bindings {
+            let cid = b.collection_id.as_deref();
+            let check = |r: Option<&str>| {
+                crate::repo::refs::verify_bindings(cid, r, &commit)
+                    .map_err(|e| Error::invalid(format!("Commit {csum}: {e}")))
+            };
+            match b.refs.get(&csum).filter(|_| depth == 0) {
+                Some(names) => {
+                    for n in names {
+                        check(Some(n))?;
+                    }
+                }
+                None => check(None)?,
+            }
+        }
         if let Some(p) = commit.parent
             && (self.opts.maxdepth < 0 || depth < self.opts.maxdepth)
         {

@@ -110,6 +110,8 @@ pub struct PullOptions {
     pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
     /// `--cache-dir`: cache summaries in `DIR/summaries/` instead of the repository.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// `--disable-verify-bindings`.
+    pub disable_verify_bindings: bool,
 }
 
 impl Default for PullOptions {
@@ -143,6 +145,7 @@ impl Default for PullOptions {
             gpg_verify_summary: None,
             verification: None,
             cache_dir: None,
+            disable_verify_bindings: false,
         }
     }
 }
@@ -362,13 +365,38 @@ fn parse_url(u: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// A fetcher for `url` through the registry; an unknown scheme reads as ostree's
+/// "Invalid URI scheme in URL" (with the schemes this build has).
+fn build_fetcher(
+    registry: &Registry,
+    url: &Url,
+    cfg: &FetcherConfig,
+) -> Result<Arc<dyn crate::fetcher::Fetcher>> {
+    registry.build_fetcher(url, cfg).map_err(|e| match e {
+        Error::UnsupportedScheme { available, .. } => {
+            let mut shown = url.clone();
+            let _ = shown.set_password(None);
+            let s = shown.as_str();
+            let s = s
+                .strip_suffix('/')
+                .filter(|_| url.path() == "/")
+                .unwrap_or(s);
+            Error::invalid(format!(
+                "Invalid URI scheme in {s} (available: {})",
+                available.join(", ")
+            ))
+        }
+        e => e,
+    })
+}
+
 /// Build the fetchers for a `url` / `contenturl` value (`mirrorlist=URL` expands to every
 /// mirror listed there).
 async fn mirrors_for(registry: &Registry, spec: &str, cfg: &FetcherConfig) -> Result<Mirrors> {
     if let Some(list_url) = spec.strip_prefix("mirrorlist=") {
         let u = Url::parse(list_url)
             .map_err(|e| Error::invalid(format!("Invalid URL '{list_url}': {e}")))?;
-        let f = registry.build_fetcher(&u, cfg)?;
+        let f = build_fetcher(registry, &u, cfg)?;
         let lister = RemoteSource::new(Mirrors(vec![f]), Mirrors(Vec::new()), NetPolicy::default());
         let text = lister
             .get(lister.meta_mirrors(), "", MAX_METADATA_SIZE, None)
@@ -387,7 +415,7 @@ async fn mirrors_for(registry: &Registry, spec: &str, cfg: &FetcherConfig) -> Re
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            match parse_url(line).and_then(|u| registry.build_fetcher(&u, cfg)) {
+            match parse_url(line).and_then(|u| build_fetcher(registry, &u, cfg)) {
                 Ok(f) => out.push(f),
                 Err(_) => continue,
             }
@@ -400,7 +428,7 @@ async fn mirrors_for(registry: &Registry, spec: &str, cfg: &FetcherConfig) -> Re
         return Ok(Mirrors(out));
     }
     let u = parse_url(spec)?;
-    Ok(Mirrors(vec![registry.build_fetcher(&u, cfg)?]))
+    Ok(Mirrors(vec![build_fetcher(registry, &u, cfg)?]))
 }
 
 /// Fetch the summary through the cache: conditional on the cached ETag; a 304 loads the
@@ -653,7 +681,12 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                 }
             },
         };
-        let store_name = crate::repo::refs::store_ref_name(ref_remote.as_deref(), name);
+        // A mirror keeps the collection ID the summary gives the ref (refs/mirrors/ID/REF).
+        let cid = match &summary {
+            Some(s) if opts.mirror && over.is_none() => s.collection_id.as_deref(),
+            _ => None,
+        };
+        let store_name = target_ref_name(repo, ref_remote.as_deref(), cid, name);
         let old = repo.store().read_ref(&store_name).await?;
         targets.push(Target {
             name: Some(name.clone()),
@@ -681,7 +714,16 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         indexed: summary.as_ref().is_some_and(|s| s.indexed_deltas),
         remote_name: remote_name.clone(),
     };
-    let mut stats = run_targets(repo, src.clone(), &targets, &opts, Some(&deltas)).await?;
+    let collection_id = remote.as_ref().and_then(|r| r.get("collection-id"));
+    let mut stats = run_targets(
+        repo,
+        src.clone(),
+        &targets,
+        &opts,
+        Some(&deltas),
+        collection_id,
+    )
+    .await?;
     stats.bytes_transferred = src.bytes_transferred();
 
     if mirror_all && !opts.dry_run {
@@ -744,6 +786,23 @@ async fn timestamp_checks(repo: &Repo, targets: &[Target], opts: &PullOptions) -
     Ok(())
 }
 
+/// The store ref a pulled ref lands in: `remotes/REMOTE/REF`, or for mirrors `heads/REF`
+/// (`mirrors/ID/REF` when the source gives the ref a collection ID other than ours).
+fn target_ref_name(
+    repo: &Repo,
+    ref_remote: Option<&str>,
+    collection_id: Option<&str>,
+    name: &str,
+) -> String {
+    match (ref_remote, collection_id) {
+        (None, Some(cid)) => repo.collection_ref_store_name(&crate::repo::refs::CollectionRef {
+            collection_id: cid.to_string(),
+            ref_name: name.to_string(),
+        }),
+        _ => crate::repo::refs::store_ref_name(ref_remote, name),
+    }
+}
+
 /// What the remote publishes about its static deltas.
 #[derive(Debug, Default)]
 struct DeltaInfo {
@@ -758,8 +817,21 @@ async fn run_targets(
     targets: &[Target],
     opts: &PullOptions,
     deltas: Option<&DeltaInfo>,
+    collection_id: Option<String>,
 ) -> Result<PullStats> {
     let _lock = repo.lock(false).await?;
+    let bindings = (!opts.disable_verify_bindings).then(|| {
+        let mut refs: std::collections::HashMap<Checksum, Vec<String>> = Default::default();
+        for t in targets {
+            if let Some(n) = &t.name {
+                refs.entry(t.commit).or_default().push(n.clone());
+            }
+        }
+        engine::Bindings {
+            collection_id: collection_id.filter(|c| !c.is_empty()),
+            refs,
+        }
+    });
     let local = src.is_local();
     let verify = !local || opts.untrusted;
     let eopts = EngineOptions {
@@ -781,6 +853,7 @@ async fn run_targets(
         concurrency: opts.concurrency.unwrap_or(if local { 8 } else { 32 }),
         fetch_commitmeta: true,
         verification: opts.verification.clone(),
+        bindings,
     };
     let caches = opts
         .localcache
@@ -936,6 +1009,11 @@ async fn pull_from_repo(
     } else {
         opts.ref_remote.clone()
     };
+    // A mirror keeps the collection ID the source's summary publishes.
+    let src_cid = match src.store().read_file("summary").await? {
+        Some(b) if opts.mirror => parse_summary(&b).ok().and_then(|s| s.collection_id),
+        _ => None,
+    };
     let mut targets = Vec::new();
     for (i, name) in opts.refs.iter().enumerate() {
         let over = opts.override_commits.get(i).copied().flatten();
@@ -956,7 +1034,7 @@ async fn pull_from_repo(
         };
         // A `REMOTE:REF` source refspec lands under its ref name.
         let (_, plain) = crate::repo::refs::parse_refspec(name)?;
-        let store_name = crate::repo::refs::store_ref_name(ref_remote.as_deref(), &plain);
+        let store_name = target_ref_name(repo, ref_remote.as_deref(), src_cid.as_deref(), &plain);
         let old = repo.store().read_ref(&store_name).await?;
         targets.push(Target {
             name: Some(plain),
@@ -965,7 +1043,7 @@ async fn pull_from_repo(
         });
     }
     let source: Arc<dyn ObjectSource> = Arc::new(LocalSource { repo: src.clone() });
-    let mut stats = run_targets(repo, source, &targets, &opts, None).await?;
+    let mut stats = run_targets(repo, source, &targets, &opts, None, src.collection_id()).await?;
     if mirror_all
         && !opts.dry_run
         && let Some(s) = src.store().read_file("summary").await?
