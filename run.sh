@@ -57,6 +57,7 @@ DEPS=(
     grub-common qemu-system-x86 qemu-utils debootstrap
     time bsdextrautils cpio strace parallel file xz-utils
     grub-pc-bin busybox-static fdisk e2fsprogs kmod binutils   # tests/e2e (VM boots)
+    syslinux syslinux-common dosfstools mtools u-boot-qemu u-boot-tools
 )
 cmd_deps() {
     local missing=() p
