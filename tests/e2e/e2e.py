@@ -15,6 +15,8 @@ Scenarios (each boot powers off by itself; QEMU is killed after a bounded time):
   grub2-upgrade    in the VM: edit /etc, `ostree admin upgrade` from the file:// remote;
                    reboot: v2 booted, /etc edit kept (3-way merge)
   grub2-rollback   in v2: add an /etc file, `ostree admin rollback`; reboot: v1, file gone
+  grub2-staged     in the VM: `admin upgrade --stage`; the init runs `admin finalize-staged`
+                   before power-off (as ostree-finalize-staged.service); reboot: v2
   grub2-powercut   from the v1 image: kill QEMU at several delays after the upgrade starts,
                    boot again: v1 or v2, `ostree fsck` and `admin status` pass
   grub2-badkarg    a menu entry with a malformed ostree=: prepare-root's clear error
@@ -55,7 +57,7 @@ KERNEL_PKG = os.environ.get("E2E_KERNEL_PKG", "linux-image-6.1.0-56-amd64")
 OSTREE = os.environ.get("OSTREE_RS_BIN", "")
 PREPARE_ROOT = os.environ.get("OSTREE_PREPARE_ROOT_BIN", "")
 BOOT_TIMEOUT = float(os.environ.get("E2E_BOOT_TIMEOUT", "240"))
-SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-powercut,grub2-badkarg,grub2-missingdeploy,syslinux-boot,uboot").split(",")
+SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-staged,grub2-powercut,grub2-badkarg,grub2-missingdeploy,syslinux-boot,uboot").split(",")
 # Delays after the upgrade starts: seconds, or "fX" for X times the upgrade's duration as
 # measured by grub2-upgrade (5 s when it did not run).
 POWERCUTS = [x for x in os.environ.get("E2E_POWERCUTS", "f0.05,f0.3,f0.6,f0.85,f0.95,f1.2").split(",") if x]
@@ -339,6 +341,11 @@ ostree admin upgrade; rc=$?
 echo "E2E-UPGRADE-DONE rc=$rc"
 ostree admin status
 """
+STAGE = """
+echo changed >/etc/e2e.conf
+ostree admin upgrade --stage; echo "E2E-STAGED rc=$?"
+ostree admin status
+"""
 ROLLBACK = """
 echo local >/etc/e2e-local
 ostree admin rollback; rc=$?
@@ -494,6 +501,16 @@ def main():
         text, info = boot(disk, "", "after-rollback")
         check_v(info, "v1", text, csums)
         expect(info["etc-local"] == "absent", "an /etc file made in v2 is in v1 after rollback", text)
+
+    def s_staged():
+        copy_base()
+        text, info = boot(disk, STAGE, "staged")
+        check_v(info, "v1", text, csums)
+        expect("E2E-STAGED rc=0" in text, "in-VM upgrade --stage failed", text)
+        expect("E2E-FINALIZE-STAGED rc=0" in text, "finalize-staged at shutdown failed", text)
+        text, info = boot(disk, "", "after-staged")
+        check_v(info, "v2", text, csums)
+        expect(info["etc"] == "changed", "/etc edit lost in the staged upgrade", text)
 
     def s_powercut():
         outcomes = []
@@ -666,6 +683,7 @@ zboot 0x3000000 0 0x5000000 ${filesize}
     scenario("grub2-boot", s_boot)
     scenario("grub2-upgrade", s_upgrade)
     scenario("grub2-rollback", s_rollback)
+    scenario("grub2-staged", s_staged)
     scenario("grub2-powercut", s_powercut)
     scenario("grub2-badkarg", s_badkarg)
     scenario("grub2-missingdeploy", s_missingdeploy)

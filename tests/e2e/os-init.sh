@@ -25,6 +25,11 @@ mkdir -p /mnt
 if mount -t ext4 -o ro /dev/vdb /mnt 2>/dev/null && [ -f /mnt/action.sh ]; then
     . /mnt/action.sh
 fi
+# What ostree-finalize-staged.service does at shutdown: write out a staged deployment.
+if [ -e /run/ostree/staged-deployment ]; then
+    ostree admin finalize-staged
+    echo "E2E-FINALIZE-STAGED rc=$?"
+fi
 echo "E2E-POWEROFF"
 sync
 poweroff -f
