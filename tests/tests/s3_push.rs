@@ -576,3 +576,63 @@ fn bad_destinations_fail_clearly() {
     let r = push(&o, &local, &moto.url("ok"), &[], &[]);
     assert!(!r.success());
 }
+
+/// `ostree CMD --repo=s3://…` with the test credentials.
+fn on_bucket(o: &Ostree, url: &str, args: &[&str]) -> Run {
+    let mut c = o.command();
+    s3_env(&mut c);
+    c.arg(format!("--repo={url}")).args(args);
+    let r = ostree_tests::bins::run_command("ours", c);
+    assert_no_panic(&r);
+    r
+}
+
+#[test]
+fn fsck_and_prune_work_on_the_bucket() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-fsck-");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_bulk_tree(&tree, 80, 3, 41);
+    commit(&o, &local, &tree, "v1");
+    let dest = moto.url("fsck");
+    push_ok(&o, &local, &dest, &["main"]);
+    let r = on_bucket(&o, &dest, &["fsck"]);
+    assert!(r.success(), "{}", r.describe());
+
+    // Replace main with an unrelated commit, then prune: v1's objects go, v2 stays whole.
+    let other = dir.path().join("other");
+    make_bulk_tree(&other, 30, 2, 42);
+    std::fs::remove_dir_all(&local).expect("rm");
+    let v2 = commit(&o, &local, &other, "v2");
+    let r = push(&o, &local, &dest, &["main"], &["--force"]);
+    assert!(r.success(), "{}", r.describe());
+    let r = on_bucket(&o, &dest, &["prune", "--refs-only"]);
+    assert!(r.success(), "{}", r.describe());
+    assert!(r.out().contains("Total objects:"), "{}", r.out());
+    assert!(!r.out().contains("No unreachable objects"), "{}", r.out());
+    let r = on_bucket(&o, &dest, &["fsck"]);
+    assert!(r.success(), "{}", r.describe());
+    real_pull_matches(&real, &o, dir.path(), &moto.http("fsck"), &local, &v2);
+
+    // A corrupted object in the bucket: fsck names it.
+    let name = ostree_tests::fixtures::object_names(&local)
+        .into_iter()
+        .find(|n| n.ends_with(".filez"))
+        .expect("a content object");
+    let key = format!("objects/{}/{}", &name[..2], &name[2..]);
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, b"not an object").expect("write");
+    let put = Command::new("curl")
+        .args(["-s", "-f", "-X", "PUT", "--data-binary"])
+        .arg(format!("@{}", path_str(&bad)))
+        .arg(format!("{}/{BUCKET}/fsck/{key}", moto.endpoint()))
+        .status()
+        .expect("curl");
+    assert!(put.success());
+    let r = on_bucket(&o, &dest, &["fsck"]);
+    assert!(!r.success(), "{}", r.describe());
+    let csum = name.split('.').next().expect("checksum");
+    assert!(r.all_output().contains(csum), "{}", r.describe());
+}

@@ -148,6 +148,14 @@ fn encode(meta: FileMeta, size: u64, source: ContentSource, spill: bool) -> Resu
     }
 }
 
+/// A content object that does not decode, named (fsck and pull report it by name).
+fn corrupt(key: &ObjectKey, e: Error) -> Error {
+    match e {
+        Error::Corrupted(m) if m.contains(&key.checksum.to_hex()) => Error::Corrupted(m),
+        e => Error::corrupted(format!("Corrupted file object {}: {e}", key.checksum)),
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -306,7 +314,7 @@ impl ObjectStorageStore {
         let (meta, size, reader): (FileMeta, u64, Box<dyn Read + Send>) =
             if r.meta.size <= self.memory_limit as u64 {
                 let data = self.read_all(r, &what).await?;
-                read_archived(Cursor::new(data))?
+                read_archived(Cursor::new(data)).map_err(|e| corrupt(key, e))?
             } else {
                 let mut file = tokio::fs::File::from_std(temp_file()?);
                 let mut chunks = r.into_stream();
@@ -322,7 +330,7 @@ impl ObjectStorageStore {
                 let mut file = file.into_std().await;
                 file.rewind()
                     .map_err(io_err("rewinding a temporary file"))?;
-                read_archived(BufReader::new(file))?
+                read_archived(BufReader::new(file)).map_err(|e| corrupt(key, e))?
             };
         let body = if meta.is_symlink() {
             ContentBody::Empty
