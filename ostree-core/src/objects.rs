@@ -63,6 +63,13 @@ fn xattrs_from_variant(v: &Variant) -> Result<Xattrs> {
     Ok(out)
 }
 
+/// Decode a serialized `a(ayay)` xattrs variant (a `bare-split-xattrs` repository's
+/// `.file-xattrs` objects).
+pub fn parse_xattrs(data: &[u8]) -> Result<Xattrs> {
+    let v = Variant::from_bytes(&VariantType::parse("a(ayay)")?, data)?;
+    xattrs_from_variant(&v)
+}
+
 /// Sort xattrs the way ostree does (by name, bytewise).
 pub fn sort_xattrs(x: &mut Xattrs) {
     x.sort_by(|a, b| a.0.cmp(&b.0));

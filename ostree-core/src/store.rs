@@ -323,6 +323,16 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
     /// Store an object (atomic, idempotent). Core has verified it.
     async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()>;
 
+    /// Store a content object by taking over the local regular file `path` instead of copying
+    /// it (`commit --consume`; ostree's `adopt_and_commit_regfile`): a local store may rename
+    /// it into place, keeping its inode. The caller guarantees that the file's content hashes
+    /// to `key` with `meta`, and that whatever of its own metadata the store's mode keeps
+    /// (bare: ownership, mode, xattrs) is `meta`. `Ok(true)`: stored, and `path` is gone;
+    /// `Ok(false)` (the default): nothing done, store it with [`ObjectStore::put`].
+    async fn adopt(&self, _key: &ObjectKey, _meta: &FileMeta, _path: &Path) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Delete an object. Deleting a missing object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use ostree_core::config::RepoConfig;
+use ostree_core::objects::FileMeta;
 use ostree_core::store::{
     Capabilities, LockGuard, ObjectRead, ObjectStore, ObjectWrite, OpenOptions, RefExpect, RepoMode,
 };
@@ -857,6 +858,12 @@ impl ObjectStore for FsStore {
         let inner = self.inner.clone();
         let key = *key;
         blocking(move || inner.put_blocking(&key, data)).await
+    }
+
+    async fn adopt(&self, key: &ObjectKey, meta: &FileMeta, path: &Path) -> Result<bool> {
+        let inner = self.inner.clone();
+        let (key, meta, path) = (*key, meta.clone(), path.to_path_buf());
+        blocking(move || inner.adopt_blocking(&key, &meta, &path)).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {

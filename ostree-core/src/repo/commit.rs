@@ -394,6 +394,8 @@ struct FileJob {
     size: u64,
     /// (dev, ino) when the file has other hardlinks.
     devino: Option<(u64, u64)>,
+    /// Neither the modifier nor xattr skipping changed its metadata (`meta` is the file's own).
+    unmodified: bool,
 }
 
 struct Scanner<'a> {
@@ -601,9 +603,11 @@ impl Scanner<'_> {
                     continue;
                 }
             }
-            let Some(info) = self.apply_info(&child_rel, stat_info) else {
+            let from_stat = source_xattrs.is_none();
+            let Some(info) = self.apply_info(&child_rel, stat_info.clone()) else {
                 continue;
             };
+            let unmodified = from_stat && info == stat_info && !self.skip_xattrs;
             if ft.is_dir() {
                 let d = self.scan_dir(&child, &child_rel, info)?;
                 entries.push((name.to_string(), ScanKind::Dir(Box::new(d))));
@@ -624,6 +628,7 @@ impl Scanner<'_> {
                     },
                     size: md.len(),
                     devino,
+                    unmodified,
                 });
                 entries.push((name.to_string(), ScanKind::File(self.jobs.len() - 1)));
             } else if ft.is_symlink() {
@@ -845,6 +850,16 @@ impl Repo {
         progress.phase("Writing objects", missing.len() as u64);
         let njobs = jobs.len();
         let jobs = Arc::new(jobs);
+        let mode = self.mode();
+        let consume = modifier.consume;
+        let adopt_ok = move |j: &FileJob| {
+            consume
+                && match mode {
+                    RepoMode::Bare => j.unmodified,
+                    RepoMode::BareUserOnly => true,
+                    _ => false,
+                }
+        };
         let writes = futures::stream::iter(missing.into_iter().map(|i| {
             let store = store.clone();
             let key = keys[i];
@@ -867,6 +882,13 @@ impl Repo {
                     ),
                     None => {
                         let j = &jobs[i];
+                        // --consume: take the file over instead of copying it (ostree's
+                        // adopt_and_commit_regfile), where the repository's mode keeps what
+                        // was checksummed: bare with the file's own metadata, bare-user-only.
+                        if adopt_ok(j) && store.adopt(&key, &j.meta, &j.path).await? {
+                            progress.inc(1);
+                            return Ok::<u64, Error>(j.size);
+                        }
                         (
                             ObjectWrite::Content {
                                 meta: j.meta.clone(),
