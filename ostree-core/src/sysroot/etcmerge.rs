@@ -12,6 +12,7 @@
 //! extended attributes are ignored (SELinux labels of `/usr/etc` and `/etc` always differ).
 //! Here files are compared by size and bytes rather than by checksumming both sides.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -233,13 +234,23 @@ fn ensure_dir_from_template(
     fsutil::copy_dir_attrs(&src, &dst, no_xattrs)
 }
 
-/// `copy_modified_config_file`.
-fn copy_modified(modified_etc: &Path, new_etc: &Path, rel: &str, no_xattrs: bool) -> Result<()> {
+/// `copy_modified_config_file`. `ensured` holds the parent directories already made to
+/// match their template in this merge (each is done once, not once per file in it).
+fn copy_modified(
+    modified_etc: &Path,
+    new_etc: &Path,
+    rel: &str,
+    no_xattrs: bool,
+    ensured: &mut HashSet<String>,
+) -> Result<()> {
     let src = modified_etc.join(rel);
     let md = std::fs::symlink_metadata(&src)
         .map_err(|e| Error::io(format!("Reading modified config file: {rel}"), e))?;
-    if let Some((parent, _)) = rel.rsplit_once('/') {
+    if let Some((parent, _)) = rel.rsplit_once('/')
+        && !ensured.contains(parent)
+    {
         ensure_dir_from_template(modified_etc, new_etc, parent, no_xattrs)?;
+        ensured.insert(parent.to_string());
     }
     let dst = new_etc.join(rel);
     match std::fs::symlink_metadata(&dst) {
@@ -280,8 +291,9 @@ pub fn apply_etc_diff(
     for rel in &diff.removed {
         fsutil::rm_rf(&new_etc.join(rel))?;
     }
+    let mut ensured = HashSet::new();
     for rel in diff.modified.iter().chain(diff.added.iter()) {
-        copy_modified(&modified_etc, &new_etc, rel, no_xattrs)?;
+        copy_modified(&modified_etc, &new_etc, rel, no_xattrs, &mut ensured)?;
     }
     Ok(())
 }

@@ -259,12 +259,34 @@ pub fn copy_dir_attrs(src: &Path, dst: &Path, no_xattrs: bool) -> Result<()> {
 pub fn copy_file_overwrite(src: &Path, dst: &Path, no_xattrs: bool) -> Result<()> {
     let md = std::fs::symlink_metadata(src).map_err(|e| Error::io_path("stat", src, e))?;
     let tmp = tmp_sibling(dst);
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: md.atime(),
+            tv_nsec: md.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: md.mtime(),
+            tv_nsec: md.mtime_nsec() as _,
+        },
+    };
+    let xattrs = if no_xattrs {
+        Vec::new()
+    } else {
+        read_xattrs(src)?
+    };
     let res = (|| -> Result<()> {
         if md.file_type().is_symlink() {
             let target = std::fs::read_link(src).map_err(|e| Error::io_path("readlink", src, e))?;
             std::os::unix::fs::symlink(&target, &tmp)
                 .map_err(|e| Error::io_path("symlink", &tmp, e))?;
+            std::os::unix::fs::lchown(&tmp, Some(md.uid()), Some(md.gid()))
+                .map_err(|e| Error::io_path("fchown", &tmp, e))?;
+            write_xattrs(&tmp, &xattrs)?;
+            rustix::fs::utimensat(rustix::fs::CWD, &tmp, &ts, AtFlags::SYMLINK_NOFOLLOW)
+                .ctx(|| format!("utimensat({})", tmp.display()))?;
         } else {
+            // Everything through the new file's descriptor: one path lookup for all the
+            // attributes (an /etc merge copies thousands of small files).
             let mut from = std::fs::File::open(src).map_err(|e| Error::io_path("open", src, e))?;
             let mut to = std::fs::OpenOptions::new()
                 .write(true)
@@ -272,31 +294,26 @@ pub fn copy_file_overwrite(src: &Path, dst: &Path, no_xattrs: bool) -> Result<()
                 .open(&tmp)
                 .map_err(|e| Error::io_path("Creating", &tmp, e))?;
             std::io::copy(&mut from, &mut to).map_err(|e| Error::io_path("Copying", src, e))?;
-            to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
-                .map_err(|e| Error::io_path("fchmod", &tmp, e))?;
+            rustix::fs::fchown(
+                &to,
+                Some(rustix::fs::Uid::from_raw(md.uid())),
+                Some(rustix::fs::Gid::from_raw(md.gid())),
+            )
+            .ctx(|| format!("fchown({})", tmp.display()))?;
+            // After the chown, which may clear setuid bits.
+            rustix::fs::fchmod(&to, rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777))
+                .ctx(|| format!("fchmod({})", tmp.display()))?;
+            for (k, v) in &xattrs {
+                rustix::fs::fsetxattr(
+                    &to,
+                    OsStr::from_bytes(k),
+                    v,
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .ctx(|| format!("fsetxattr({})", tmp.display()))?;
+            }
+            rustix::fs::futimens(&to, &ts).ctx(|| format!("futimens({})", tmp.display()))?;
         }
-        std::os::unix::fs::lchown(&tmp, Some(md.uid()), Some(md.gid()))
-            .map_err(|e| Error::io_path("fchown", &tmp, e))?;
-        if !md.file_type().is_symlink() {
-            // fchown may clear setuid bits: set the mode again.
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-                .map_err(|e| Error::io_path("fchmod", &tmp, e))?;
-        }
-        if !no_xattrs {
-            write_xattrs(&tmp, &read_xattrs(src)?)?;
-        }
-        let ts = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: md.atime(),
-                tv_nsec: md.atime_nsec() as _,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: md.mtime(),
-                tv_nsec: md.mtime_nsec() as _,
-            },
-        };
-        rustix::fs::utimensat(rustix::fs::CWD, &tmp, &ts, AtFlags::SYMLINK_NOFOLLOW)
-            .ctx(|| format!("utimensat({})", tmp.display()))?;
         std::fs::rename(&tmp, dst).map_err(|e| Error::io_path("rename", dst, e))
     })();
     if res.is_err() {
