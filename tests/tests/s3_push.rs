@@ -542,6 +542,26 @@ fn bad_destinations_fail_clearly() {
     assert!(!r.success());
     assert!(r.err().contains("no-such-bucket"), "{}", r.describe());
 
+    // No credentials anywhere: said so (whatever the metadata service does here).
+    let mut c = o.command();
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ALLOW_HTTP", "true")
+        .arg(format!("--repo={}", path_str(&local)))
+        .args([
+            "push",
+            &moto.url("nokeys").replace("max_retries=2", "max_retries=0"),
+            "main",
+        ]);
+    let r = ostree_tests::bins::run_command("ours", c);
+    assert!(!r.success());
+    assert!(
+        r.err().to_lowercase().contains("credential"),
+        "{}",
+        r.describe()
+    );
+
     // Nobody listening.
     let dead = format!(
         "s3://{BUCKET}/p?endpoint=http://127.0.0.1:{}&max_retries=0&retry_timeout=1",

@@ -40,9 +40,19 @@ pub(crate) fn backend(
     what: impl fmt::Display,
     e: &dyn std::error::Error,
 ) -> Error {
+    let mut msg = format!("{what}: {}", flatten(e));
+    if msg.contains("169.254.169.254") {
+        // object_store fell back to the instance metadata service: nothing else gave keys.
+        msg = format!(
+            "{what}: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+             or access_key_id and secret_access_key in the URL; the instance metadata service \
+             did not answer: {})",
+            flatten(e).split(": ").last().unwrap_or_default()
+        );
+    }
     Error::Backend {
         plugin,
-        source: Box::new(BackendError(format!("{what}: {}", flatten(e)))),
+        source: Box::new(BackendError(msg)),
     }
 }
 
