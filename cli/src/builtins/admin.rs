@@ -942,9 +942,12 @@ pub fn instutil_grub2_generate(inv: Invocation) -> BoxFuture<'static, anyhow::Re
     })
 }
 
-/// The GRUB2 writer's menu generator.
-fn grub2_generate(_sysroot: &Sysroot, _bootversion: u32) -> anyhow::Result<String> {
-    bail!("GRUB2 support is not linked into this ostree")
+/// The GRUB2 writer's menu entries for the BLS entries of `bootversion`, with the device
+/// settings `15_ostree` exports (`_ostree_bootloader_grub2_generate_config`).
+fn grub2_generate(sysroot: &Sysroot, bootversion: u32) -> anyhow::Result<String> {
+    let entries = ostree_core::bootloader::read_entries(sysroot.path(), bootversion)?;
+    let opts = ostree_bootloader_grub2::MenuOptions::from_grub_mkconfig_env()?;
+    Ok(ostree_bootloader_grub2::menuentries(&entries, &opts)?)
 }
 
 /// `ostree admin instutil selinux-ensure-labeled`: nothing to do without SELinux support.
