@@ -341,6 +341,9 @@ pub async fn push(
         return Ok(report);
     }
 
+    // The destination's shared lock for the rest (a local prune, which takes it exclusively,
+    // waits; object storage has no lock: see the pending markers).
+    let _lock = dest.lock(false).await?;
     // 5. Mark the push as unfinished, then send objects: content and trees, commitmeta,
     //    commits (oldest first).
     for p in &planned {
