@@ -302,8 +302,18 @@ pub async fn push(
     report.candidates = needed.len() as u64;
 
     // 4. Resuming: check what an interrupted push already sent.
+    // Also when a commit is already there without a manifest (written by another tool, or a
+    // push interrupted after its commit): its objects are probably there too.
     let pending = dstore.list_files(PENDING_DIR).await.unwrap_or_default();
-    report.resumed = !pending.is_empty() && !needed.is_empty();
+    let mut foreign = false;
+    if pending.is_empty() && !needed.is_empty() {
+        for r in &report.refs {
+            if r.old == Some(r.new) && !complete.contains(&r.new) {
+                foreign = true;
+            }
+        }
+    }
+    report.resumed = (!pending.is_empty() || foreign) && !needed.is_empty();
     if report.resumed {
         let keys: Vec<ObjectKey> = needed.iter().copied().collect();
         progress.phase("Checking objects", keys.len() as u64);

@@ -333,6 +333,12 @@ fn file_destination_is_a_valid_repo_for_the_real_ostree() {
     );
     let out = push_ok(&o, &local, "mirror", &["main"]);
     assert!(out.contains("up to date"), "{out}");
+    // Without its manifest (a repository another tool filled), the objects are checked, not
+    // sent again.
+    std::fs::remove_dir_all(dest.join("extensions")).expect("rm manifests");
+    let out = push_ok(&o, &local, "mirror", &["main"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
+    assert!(out.contains("checked"), "{out}");
     // An HTTP remote is refused clearly.
     o.ok(
         &local,

@@ -63,7 +63,10 @@ pub fn push(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             report.commits,
             report.candidates,
             if report.resumed {
-                format!(", {} checked (resuming an unfinished push)", report.checked)
+                format!(
+                    ", {} checked (resuming: the destination may hold some already)",
+                    report.checked
+                )
             } else {
                 String::new()
             }
