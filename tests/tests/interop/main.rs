@@ -3,6 +3,7 @@
 //! Run with both sides real to validate the tests themselves:
 //! `OSTREE_RS_BIN=/usr/bin/ostree cargo test -p ostree-tests`.
 
+mod admin;
 mod bad_input;
 mod cli;
 mod corrupt;
