@@ -167,6 +167,11 @@ impl Inner {
                     return Ok(out);
                 }
                 Ok(_) => {}
+                // ostree opens refs/heads and refs/remotes to list all refs, and fails when
+                // one is missing (ostreedev/ostree#1467).
+                Err(e @ Errno::NOENT) if matches!(p, "heads" | "remotes") => {
+                    return Err(io_err(format!("Listing refs: opendir(refs/{p})"), e));
+                }
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(out),
                 Err(e) => {
                     return Err(io_err(

@@ -219,6 +219,27 @@ pub fn checkout(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             parse_boolean(v)?;
         }
         let fsync = false;
+        // ot-builtin-checkout.c's option checks.
+        let (union, add, identical) = (
+            inv.flag("union"),
+            inv.flag("union-add"),
+            inv.flag("union-identical"),
+        );
+        if union && add {
+            bail!("Cannot specify both --union and --union-add");
+        }
+        if union && identical {
+            bail!("Cannot specify both --union and --union-identical");
+        }
+        if add && identical {
+            bail!("Cannot specify both --union-add and --union-identical");
+        }
+        if inv.flag("require-hardlinks") && inv.flag("force-copy") {
+            bail!("Cannot specify both --require-hardlinks and --force-copy");
+        }
+        if identical && !union && !add && !inv.flag("require-hardlinks") {
+            bail!("--union-identical requires --require-hardlinks");
+        }
         let overwrite = if inv.flag("union") {
             OverwriteMode::UnionFiles
         } else if inv.flag("union-add") {

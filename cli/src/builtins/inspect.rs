@@ -285,22 +285,54 @@ pub fn cat(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             } else {
                 format!("/{p}")
             };
-            match repo.lookup_path(&c, &path).await? {
-                TreeEntry::File(f) => {
-                    let content = repo.load_file(&f).await?;
-                    if content.meta.is_symlink() {
-                        bail!("{path} is a symbolic link");
+            // Symlinks are followed, relative to their directory (ostree_repo_file_read).
+            let mut path = path;
+            let mut hops = 0;
+            loop {
+                match repo.lookup_path(&c, &path).await? {
+                    TreeEntry::File(f) => {
+                        let content = repo.load_file(&f).await?;
+                        if let Some(target) = &content.meta.symlink_target {
+                            hops += 1;
+                            if hops > 40 {
+                                bail!("Too many levels of symbolic links: {path}");
+                            }
+                            path = resolve_link(&path, target);
+                            continue;
+                        }
+                        let mut r = content.body.into_reader();
+                        let mut so = std::io::stdout().lock();
+                        std::io::copy(&mut r, &mut so)?;
+                        so.flush()?;
                     }
-                    let mut r = content.body.into_reader();
-                    let mut so = std::io::stdout().lock();
-                    std::io::copy(&mut r, &mut so)?;
-                    so.flush()?;
+                    TreeEntry::Dir(..) => bail!("Can't open directory"),
                 }
-                TreeEntry::Dir(..) => bail!("Is a directory: {path}"),
+                break;
             }
         }
         Ok(())
     })
+}
+
+/// The path a symlink at `link` (absolute in the commit) pointing to `target` names.
+fn resolve_link(link: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = link.split('/').filter(|s| !s.is_empty()).collect();
+        p.pop();
+        p
+    };
+    for comp in target.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 struct LsOpts {

@@ -178,7 +178,7 @@ impl Repo {
                     if i + 1 != comps.len() {
                         return Err(Error::not_found(format!("No such file or directory: {sp}")));
                     }
-                    return self.checkout_single_file(f, dest, opts).await;
+                    return self.checkout_single_file(f, comp, dest, opts).await;
                 } else {
                     return Err(Error::not_found(format!("No such file or directory: {sp}")));
                 }
@@ -187,21 +187,23 @@ impl Repo {
         self.checkout_tree(&tree_csum, &meta_csum, dest, opts).await
     }
 
+    /// A file subpath: checked out as `dest/<its name>`, `dest` made (0700) unless it is `.`
+    /// or exists (ostree's "backwards compat" special case in checkout_tree_at).
     async fn checkout_single_file(
         &self,
         csum: &Checksum,
+        name: &str,
         dest: &Path,
         opts: &CheckoutOptions,
     ) -> Result<()> {
-        let parent = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::invalid(format!("Invalid destination {}", dest.display())))?
-            .to_string();
+        let parent = dest;
+        let name = name.to_string();
+        if dest != Path::new(".") {
+            match rustix::fs::mkdir(dest, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(Error::io(format!("mkdirat: {}", dest.display()), e.into())),
+            }
+        }
         let root: OwnedFd = rustix::fs::open(
             parent,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -480,7 +482,9 @@ impl Ctx {
             let zero = !is_symlink && st.st_size == 0;
             let unreadable =
                 self.opts.mode == CheckoutMode::User && !is_symlink && mode & 0o400 == 0;
-            if !(bare_user_symlink || zero || unreadable) && self.link(&src, dfd, rel, name)? {
+            if !(bare_user_symlink || zero || unreadable)
+                && self.link(&src, dfd, rel, name, &key)?
+            {
                 return Ok(());
             }
         }
@@ -582,8 +586,101 @@ impl Ctx {
         }
     }
 
-    /// Try to hardlink `src` to dfd/name. Ok(false) = not possible, copy instead.
-    fn link(&self, src: &Path, dfd: &OwnedFd, rel: &str, name: &str) -> Result<bool> {
+    /// Whether dfd/name already is object `csum` at `src`: the same inode, or (the last
+    /// resort of ostree's checkout_file_hardlink) the same type, size and owner and a content
+    /// checksum equal to the object's.
+    fn identical(
+        &self,
+        src: &Path,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        csum: &Checksum,
+    ) -> Result<bool> {
+        let a = rustix::fs::lstat(src).ctx(|| format!("stat {}", src.display()))?;
+        let b = rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ctx(|| format!("stat {}", join(rel, name)))?;
+        if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+            return Ok(true);
+        }
+        let is_reg = b.st_mode & S_IFMT == crate::objects::S_IFREG;
+        // Only regular files get a checksum comparison (symlinks are never hardlinked).
+        if !is_reg
+            || a.st_mode != b.st_mode
+            || a.st_size != b.st_size
+            || a.st_uid != b.st_uid
+            || a.st_gid != b.st_gid
+        {
+            return Ok(false);
+        }
+        self.checksum_matches(dfd, rel, name, &b, csum)
+    }
+
+    /// Whether the regular file dfd/name (stat `st`) checksums to `csum` as a content object
+    /// (`ostree_checksum_file_at` with the flags checkout uses for the repository's mode).
+    fn checksum_matches(
+        &self,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        st: &rustix::fs::Stat,
+        csum: &Checksum,
+    ) -> Result<bool> {
+        let b = st;
+        if b.st_mode & S_IFMT != crate::objects::S_IFREG {
+            return Ok(false);
+        }
+        let mode = self.repo.mode();
+        let buo = mode == RepoMode::BareUserOnly;
+        let path = self.root_path.join(join(rel, name));
+        let mut meta = crate::objects::FileMeta {
+            uid: b.st_uid,
+            gid: b.st_gid,
+            mode: b.st_mode,
+            symlink_target: None,
+            xattrs: if self.repo.disable_xattrs() || buo {
+                Vec::new()
+            } else {
+                super::commit::read_xattrs(&path)?
+            },
+        };
+        if buo {
+            meta.uid = 0;
+            meta.gid = 0;
+            meta.mode &= crate::objects::S_IFREG | 0o755;
+        }
+        let mut h = crate::checksum::Hasher::new();
+        h.update(&meta.file_header());
+        let fd = rustix::fs::openat(
+            dfd,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open {}", join(rel, name)))?;
+        let mut f = std::fs::File::from(fd);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .map_err(|e| Error::io(format!("read {}", join(rel, name)), e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish() == *csum)
+    }
+
+    /// Try to hardlink `src` (object `key`) to dfd/name. Ok(false) = not possible, copy
+    /// instead.
+    fn link(
+        &self,
+        src: &Path,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        key: &ObjectKey,
+    ) -> Result<bool> {
         match rustix::fs::linkat(rustix::fs::CWD, src, dfd, name, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(Errno::EXIST) => match self.opts.overwrite {
@@ -592,6 +689,11 @@ impl Ctx {
                     std::io::Error::from_raw_os_error(libc::EEXIST),
                 )),
                 OverwriteMode::AddFiles => Ok(true),
+                OverwriteMode::UnionFiles | OverwriteMode::UnionIdentical
+                    if self.identical(src, dfd, rel, name, &key.checksum)? =>
+                {
+                    Ok(true)
+                }
                 OverwriteMode::UnionFiles => {
                     let tmp = format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix());
                     let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
@@ -601,24 +703,16 @@ impl Ctx {
                         let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
                         if e == Errno::ISDIR {
                             remove_all_at(dfd, name)?;
-                            return self.link(src, dfd, rel, name);
+                            return self.link(src, dfd, rel, name, key);
                         }
                         return Err(Error::io(format!("renameat {}", join(rel, name)), e.into()));
                     }
                     Ok(true)
                 }
-                OverwriteMode::UnionIdentical => {
-                    let a = rustix::fs::stat(src).ctx(|| format!("stat {}", src.display()))?;
-                    let b = rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW)
-                        .ctx(|| format!("stat {}", join(rel, name)))?;
-                    if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
-                        Ok(true)
-                    } else {
-                        Err(Error::AlreadyExists {
-                            what: join(rel, name),
-                        })
-                    }
-                }
+                OverwriteMode::UnionIdentical => Err(Error::io(
+                    format!("Hardlinking {} to {name}", src.display()),
+                    std::io::Error::from_raw_os_error(libc::EEXIST),
+                )),
             },
             Err(Errno::MLINK) | Err(Errno::XDEV) | Err(Errno::PERM)
                 if !self.opts.require_hardlinks =>
@@ -794,22 +888,16 @@ impl Ctx {
                 match self.opts.overwrite {
                     OverwriteMode::AddFiles => Ok(()),
                     OverwriteMode::UnionIdentical => {
-                        // Compare content with what exists.
-                        let store = self.repo.store().clone();
-                        let k = *key;
-                        let existing = std::fs::read(self.root_path.join(&what))
-                            .map_err(|e| Error::io(format!("reading {what}"), e))?;
-                        let obj = self
-                            .rt
-                            .block_on(async move { store.get(&k).await })?
-                            .into_content()?;
-                        let mut want = Vec::new();
-                        std::io::copy(&mut obj.body.into_reader(), &mut want)
-                            .map_err(|e| Error::io("reading object", e))?;
-                        if want == existing {
+                        // Keep what exists if it checksums to the object, else EEXIST.
+                        let st = rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW)
+                            .ctx(|| format!("stat {what}"))?;
+                        if self.checksum_matches(dfd, rel, name, &st, &key.checksum)? {
                             Ok(())
                         } else {
-                            Err(Error::AlreadyExists { what })
+                            Err(Error::io(
+                                format!("Copy checkout of {} to {name}", key.checksum),
+                                std::io::Error::from_raw_os_error(libc::EEXIST),
+                            ))
                         }
                     }
                     _ => Err(Error::io(

@@ -408,7 +408,7 @@ struct Scanner<'a> {
     devino_hits: u64,
 }
 
-fn read_xattrs(path: &Path) -> Result<Xattrs> {
+pub(crate) fn read_xattrs(path: &Path) -> Result<Xattrs> {
     let mut names = vec![0u8; 1024];
     let n = loop {
         match rustix::fs::llistxattr(path, &mut names) {
@@ -557,10 +557,11 @@ impl Scanner<'_> {
         for ent in rd {
             let ent = ent.map_err(|e| Error::io_path("readdir", path, e))?;
             let os_name = ent.file_name();
+            // ot_util_filename_validate's message.
             let name = os_name.to_str().ok_or_else(|| {
                 Error::invalid(format!(
-                    "Invalid filename (not UTF-8): {}",
-                    path.join(&os_name).display()
+                    "Invalid UTF-8 in filename {}",
+                    os_name.to_string_lossy()
                 ))
             })?;
             let child = path.join(name);
