@@ -104,6 +104,7 @@ pub fn pull(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             remotes_dir: RemotesDir::detect(&repo),
             cache_dir: inv.value("cache-dir").map(std::path::PathBuf::from),
             disable_verify_bindings: inv.flag("disable-verify-bindings"),
+            http_trusted: inv.flag("http-trusted"),
             ..PullOptions::default()
         };
         let stats = ostree_core::pull::pull(&repo, &remote, opts).await?;

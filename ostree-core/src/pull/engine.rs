@@ -84,6 +84,9 @@ pub struct EngineOptions {
     pub fetch_commitmeta: bool,
     /// Signature policy: every commit is verified before it, or anything below it, is stored.
     pub verification: Option<Arc<crate::sign::policy::PullVerification>>,
+    /// Store fetched content without verifying it (`--http-trusted` mirrors into archive
+    /// repositories: ostree's `trusted_http_direct`). Metadata is always verified.
+    pub trust_content: bool,
     /// Ref and collection bindings to check on every commit (`None`:
     /// `--disable-verify-bindings`).
     pub bindings: Option<Bindings>,
@@ -336,8 +339,13 @@ impl Engine {
         self.counters.requested_meta.fetch_add(1, Ordering::Relaxed);
         let Some(data) = self.source.meta(&key).await? else {
             if required {
+                let why = if self.source.is_local() {
+                    String::new()
+                } else {
+                    " (Server returned HTTP 404)".to_string()
+                };
                 return Err(Error::not_found(format!(
-                    "No such metadata object {}.{}",
+                    "No such metadata object {}.{}{why}",
                     key.checksum,
                     key.ty.name()
                 )));
@@ -361,6 +369,9 @@ impl Engine {
                 }
                 _ => {
                     check(key.ty, &key.checksum, &Checksum::of(&data))?;
+                    // Structure too, before anything is written (ostree prefixes the
+                    // object name).
+                    validate_structure(&key, &data)?;
                 }
             }
         }
@@ -526,7 +537,7 @@ impl Engine {
                 self.source.content(&csum).await?
             }
         };
-        let verify = self.opts.verify || from_cache;
+        let verify = (self.opts.verify && !self.opts.trust_content) || from_cache;
         let bareuseronly = self.opts.bareuseronly_files;
         let archive_dest = store.mode().is_archive();
         let write = tokio::task::spawn_blocking(move || -> Result<(ObjectWrite, u64)> {
@@ -605,6 +616,16 @@ impl Engine {
             .fetch_add(size, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// `_ostree_validate_structureof_metadata`, errors prefixed `CHECKSUM.TYPE: `.
+fn validate_structure(key: &ObjectKey, data: &[u8]) -> Result<()> {
+    let r = match key.ty {
+        ObjectType::DirTree => DirTree::from_bytes(data).map(|_| ()),
+        ObjectType::Commit => Commit::from_bytes(data).map(|_| ()),
+        _ => Ok(()),
+    };
+    r.map_err(|e| Error::corrupted(format!("{}.{}: {e}", key.checksum, key.ty.name())))
 }
 
 #[cfg(test)]

@@ -112,6 +112,9 @@ pub struct PullOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// `--disable-verify-bindings`.
     pub disable_verify_bindings: bool,
+    /// `--http-trusted`: content fetched over the network is not verified when mirroring
+    /// into an archive repository.
+    pub http_trusted: bool,
 }
 
 impl Default for PullOptions {
@@ -146,6 +149,7 @@ impl Default for PullOptions {
             verification: None,
             cache_dir: None,
             disable_verify_bindings: false,
+            http_trusted: false,
         }
     }
 }
@@ -471,9 +475,30 @@ async fn fetch_summary(
     }
 }
 
+/// A ref asked for twice is pulled once, as the last request for it says (ostree keeps
+/// requests in a hash table keyed by ref).
+fn dedupe_refs(opts: &mut PullOptions) {
+    let mut refs: Vec<String> = Vec::new();
+    let mut overs: Vec<Option<Checksum>> = Vec::new();
+    for (i, r) in opts.refs.iter().enumerate() {
+        let o = opts.override_commits.get(i).copied().flatten();
+        match refs.iter().position(|x| x == r) {
+            Some(j) => overs[j] = o,
+            None => {
+                refs.push(r.clone());
+                overs.push(o);
+            }
+        }
+    }
+    opts.refs = refs;
+    opts.override_commits = overs;
+}
+
 /// Pull from a configured remote, or a URL, into `repo` (`ostree pull`).
 pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result<PullStats> {
     let start = Instant::now();
+    let mut opts = opts;
+    dedupe_refs(&mut opts);
     let registry = opts.registry.unwrap_or_else(Registry::global);
     let (remote, url_spec): (Option<Remote>, String) = if remote_or_url.contains("://") {
         (None, remote_or_url.to_string())
@@ -574,10 +599,11 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
         }
         _ => fetch_summary(&cache, &src, remote_name.as_deref()).await?,
     };
-    let summary: Option<RemoteSummary> = match &summary_bytes {
-        Some(b) => Some(parse_summary(b)?),
-        None => None,
-    };
+    // GLib reads a summary that is not a valid serialization as an empty one (no refs, no
+    // deltas): refs then fail to resolve, while commits given by checksum still pull.
+    let summary: Option<RemoteSummary> = summary_bytes
+        .as_ref()
+        .map(|b| parse_summary(b).unwrap_or_default());
     let mode = match summary.as_ref().and_then(|s| s.mode.clone()) {
         Some(m) => m,
         None => {
@@ -586,7 +612,7 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                 .await?
                 .ok_or_else(|| {
                     Error::not_found(format!(
-                        "Remote {remote_or_url} has no config file at {}config",
+                        "Server returned HTTP 404 for {}config (remote {remote_or_url} has no config file)",
                         src.meta_mirrors()
                             .0
                             .first()
@@ -675,9 +701,16 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                             ))
                         })?;
                     let t = String::from_utf8_lossy(&b).trim_end().to_string();
-                    Checksum::from_hex(&t).map_err(|e| {
+                    let bad = |e: String| {
                         Error::Other(format!("Fetching checksum for ref ((empty), {name}): {e}"))
-                    })?
+                    };
+                    if t.len() != 64 {
+                        // ostree quashes the text (an HTML page, say) to 64 bytes, one line.
+                        let q: String = String::from_utf8_lossy(&t.as_bytes()[..t.len().min(64)])
+                            .replace('\n', " ");
+                        return Err(bad(format!("Invalid rev {q}")));
+                    }
+                    Checksum::from_hex(&t).map_err(|e| bad(e.to_string()))?
                 }
             },
         };
@@ -853,6 +886,11 @@ async fn run_targets(
         concurrency: opts.concurrency.unwrap_or(if local { 8 } else { 32 }),
         fetch_commitmeta: true,
         verification: opts.verification.clone(),
+        trust_content: !local
+            && opts.http_trusted
+            && opts.mirror
+            && repo.mode() == crate::store::RepoMode::Archive
+            && !opts.bareuseronly_files,
         bindings,
     };
     let caches = opts
@@ -961,6 +999,15 @@ async fn run_targets(
 /// Copy commits from another repository (`ostree pull-local`, and `file://` remotes).
 /// Refs land in `refs/remotes/<ref_remote>/` when set, else `refs/heads/` (mirror or plain).
 pub async fn pull_local(repo: &Repo, src: &Repo, opts: PullOptions) -> Result<PullStats> {
+    if opts.refs.is_empty() {
+        // ostree mirrors every ref the source lists, remote refs included, and those are
+        // no valid ref names to mirror.
+        if let Some((n, _)) = src.store().list_refs("remotes/").await?.first() {
+            let rest = n.strip_prefix("remotes/").unwrap_or(n);
+            let (r, b) = rest.split_once('/').unwrap_or((rest, ""));
+            return Err(Error::invalid(format!("Invalid ref name {r}:{b}")));
+        }
+    }
     pull_from_repo(repo, src, opts, Instant::now()).await
 }
 
