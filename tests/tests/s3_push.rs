@@ -662,3 +662,67 @@ fn fsck_and_prune_work_on_the_bucket() {
     let csum = name.split('.').next().expect("checksum");
     assert!(r.all_output().contains(csum), "{}", r.describe());
 }
+
+#[test]
+fn concurrent_pushers_of_different_refs_leave_a_complete_summary() {
+    let Some(real) = real() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-refs-");
+    let dest = moto.url("refs");
+    let mut repos = Vec::new();
+    for i in 0..4u64 {
+        let (t, r) = (
+            dir.path().join(format!("t{i}")),
+            dir.path().join(format!("r{i}")),
+        );
+        make_bulk_tree(&t, 40, 2, 100 + i);
+        o.init(&r, "archive");
+        let c = o.ok(
+            &r,
+            &[
+                "commit",
+                "-b",
+                &format!("branch{i}"),
+                "-s",
+                "x",
+                &format!("--tree=dir={}", path_str(&t)),
+            ],
+        );
+        repos.push((r, format!("branch{i}"), c));
+    }
+    let children: Vec<_> = repos
+        .iter()
+        .map(|(r, b, _)| {
+            let mut c = push_cmd(&o, r, &dest, &[]);
+            c.arg(b).stdout(Stdio::null()).stderr(Stdio::piped());
+            c.spawn().expect("spawn push")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("push");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The summary the real ostree reads lists every branch at its commit.
+    let judge = dir.path().join("judge");
+    real.init(&judge, "archive");
+    real.ok(
+        &judge,
+        &["remote", "add", "--no-gpg-verify", "b", &moto.http("refs")],
+    );
+    let listed = real.ok(&judge, &["remote", "refs", "b"]);
+    for (_, b, c) in &repos {
+        assert!(listed.contains(&format!("b:{b}")), "{listed}");
+        let s = real.ok(&judge, &["remote", "summary", "b"]);
+        assert!(s.contains(c), "summary lacks {b} at {c}:\n{s}");
+    }
+    real.ok(
+        &judge,
+        &["pull", "b", "branch0", "branch1", "branch2", "branch3"],
+    );
+    real.fsck_clean(&judge);
+}

@@ -147,6 +147,8 @@ impl ObjectStorageBuilder {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         match self.inner.list(prefix).next().await {
             None => Ok(()),
+            // A concurrent creator wrote its config between our two requests.
+            Some(Ok(_)) if self.inner.head(config_path).await.is_ok() => Ok(()),
             Some(Ok(m)) => Err(Error::invalid(format!(
                 "{} holds data but no repository (found {}); refusing to create one there",
                 self.name, m.location
