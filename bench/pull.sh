@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmark: `ostree pull` over loopback HTTP, ours against the real ostree 2022.7, on the
+# corpus's v1/v2 trees. The server repo (archive) is made by the real ostree (v1 and v2
+# commits on `main`, a v1→v2 static delta, summary) and served by the packaged
+# ostree-trivial-httpd, the same for both clients. Each client pulls into a bare-user repo:
+#   full   — main@V1, --disable-static-deltas, into an empty repo
+#   objs   — then main (V2), --disable-static-deltas (v1→v2 by objects)
+#   delta  — into a repo holding V1 (pulled untimed), main with --require-static-deltas
+# Prints wall seconds, peak RSS (KiB, /usr/bin/time) and the bytes the client reports.
+#
+#   bench/pull.sh [OURS_BIN]     env: CORPUS (default /tmp/ostree-bench/corpus),
+#                                SET (deb = v1,v2 | small), WORK (default /tmp/ostree-bench/pull),
+#                                FSYNC (1 = leave fsync on; default pulls use --disable-fsync)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+OURS=${1:-$HERE/target/release/ostree}
+REAL=/usr/bin/ostree
+CORPUS=${CORPUS:-/tmp/ostree-bench/corpus}
+SET=${SET:-deb}
+WORK=${WORK:-/tmp/ostree-bench/pull}
+HTTPD=/usr/libexec/libostree/ostree-trivial-httpd
+case $SET in deb) V1=$CORPUS/v1 V2=$CORPUS/v2 ;; small) V1=$CORPUS/small-v1 V2=$CORPUS/small-v2 ;; esac
+NOFSYNC=--disable-fsync
+[ "${FSYNC:-0}" = 1 ] && NOFSYNC=
+rm -rf "$WORK" && mkdir -p "$WORK"
+srv=$WORK/srv
+$REAL init --repo="$srv" --mode=archive
+c1=$($REAL commit --repo="$srv" -b main --tree=dir="$V1" -s v1 --fsync=false)
+c2=$($REAL commit --repo="$srv" -b main --tree=dir="$V2" -s v2 --fsync=false)
+$REAL static-delta generate --repo="$srv" --from="$c1" --to="$c2" >/dev/null
+$REAL summary --repo="$srv" -u
+$HTTPD -p "$WORK/port" "$WORK" >"$WORK/httpd.log" 2>&1 &
+HPID=$!
+trap 'kill $HPID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+URL=http://127.0.0.1:$(cat "$WORK/port")/srv
+echo "server: $(du -sh "$srv/objects" | cut -f1) objects, v1=$c1 v2=$c2, url $URL"
+
+fresh() { # BIN DIR
+    rm -rf "$2"
+    $1 init --repo="$2" --mode=bare-user
+    $1 remote add --repo="$2" --set=gpg-verify=false origin "$URL"
+}
+run() { # LABEL BIN DIR ARGS...
+    local label=$1 bin=$2 dir=$3; shift 3
+    local who=real; [ "$bin" = "$REAL" ] || who=ours
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -f "%e %M" -o "$WORK/time" "$bin" --repo="$dir" pull $NOFSYNC "$@" >"$WORK/out" 2>&1 \
+        || { cat "$WORK/out"; exit 1; }
+    read -r secs rss <"$WORK/time"
+    local bytes
+    bytes=$(grep -o '[0-9]* [KMG]*i*B transferred' "$WORK/out" | tail -1 || true)
+    printf '%-6s %-5s %8.2fs %8d KiB  %s\n' "$label" "$who" "$secs" "$rss" "${bytes:-?}"
+    tail -1 "$WORK/out" >>"$WORK/lines"
+}
+for who in real ours; do
+    bin=$REAL; [ $who = ours ] && bin=$OURS
+    d=$WORK/$who
+    fresh "$bin" "$d"
+    run full "$bin" "$d" --disable-static-deltas origin "main@$c1"
+    run objs "$bin" "$d" --disable-static-deltas origin main
+    fresh "$bin" "$d"
+    "$bin" --repo="$d" pull $NOFSYNC --disable-static-deltas origin "main@$c1" >/dev/null
+    run delta "$bin" "$d" --require-static-deltas origin main
+    "$REAL" --repo="$d" fsck >/dev/null 2>&1 && echo "       $who: fsck (real ostree) ok"
+done
