@@ -370,7 +370,10 @@ pub async fn push(
         ObjectType::DirMeta => 1,
         _ => 2,
     });
-    progress.phase("Uploading objects", objects.len() as u64);
+    progress.phase(
+        &format!("Uploading ({:.1} MB)", report.bytes as f64 / 1e6),
+        objects.len() as u64,
+    );
     let sent = AtomicU64::new(0);
     stream::iter(objects)
         .map(|k| {
