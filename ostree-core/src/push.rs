@@ -28,6 +28,15 @@
 //! commit whose objects are missing, and a ref or summary never names such a commit. Two
 //! pushers on one ref: exactly one wins; the other gets [`Error::Precondition`] naming the ref
 //! (its objects stay, so a rerun is cheap).
+//!
+//! # Prune on the destination (not yet guarded)
+//!
+//! On a `file://` destination push holds the shared repository lock, so a local prune waits.
+//! Object storage has no lock: a prune running there while a push uploads could delete objects
+//! the push found present (or just sent) before its commit lands. Until prune learns it, the
+//! contract is: a prune on object storage must not delete anything while
+//! `extensions/push/pending/` holds a marker (an unfinished push), or must keep objects younger
+//! than a grace period longer than any push.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
