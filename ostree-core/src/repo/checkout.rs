@@ -21,7 +21,7 @@ use super::Repo;
 use crate::error::IoContext;
 use crate::objects::{DirMeta, DirTree, FileMeta, S_IFDIR, S_IFMT, Xattrs};
 use crate::progress::{NoProgress, Progress};
-use crate::store::{ObjectRead, RepoMode};
+use crate::store::RepoMode;
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
 /// Ownership handling (ostree's checkout mode).
@@ -727,14 +727,11 @@ impl Ctx {
     }
 
     fn copy(&self, dfd: &OwnedFd, rel: &str, name: &str, key: &ObjectKey) -> Result<()> {
-        let store = self.repo.store().clone();
-        let k = *key;
-        let obj = self.rt.block_on(async move { store.get(&k).await })?;
-        let ObjectRead::Content(content) = obj else {
-            return Err(Error::corrupted(format!(
-                "object {key} is not a content object"
-            )));
-        };
+        let repo = self.repo.clone();
+        let csum = key.checksum;
+        let content = self
+            .rt
+            .block_on(async move { repo.load_file(&csum).await })?;
         let meta: FileMeta = content.meta;
         let what = join(rel, name);
         if meta.is_symlink() {

@@ -47,6 +47,8 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     url: Url,
     config: RwLock<RepoConfig>,
+    /// The `core.parent` repository, opened on first use.
+    parent: tokio::sync::OnceCell<Option<Repo>>,
 }
 
 impl Repo {
@@ -82,6 +84,7 @@ impl Repo {
                 store,
                 url,
                 config: RwLock::new(config),
+                parent: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -137,21 +140,43 @@ impl Repo {
 
     // ------------------------------------------------------------------ objects
 
-    /// Whether an object is stored.
-    pub async fn has_object(&self, key: &ObjectKey) -> Result<bool> {
-        self.inner.store.has(key).await
+    /// The `core.parent` repository (opened once): objects missing here are read from it,
+    /// as ostree's `parent_repo` fallbacks do.
+    pub(crate) async fn parent(&self) -> Result<Option<Repo>> {
+        self.inner
+            .parent
+            .get_or_try_init(|| self.parent_repo())
+            .await
+            .cloned()
     }
 
-    /// Load a metadata object's bytes; a missing object is `NotFound` with ostree's wording.
+    /// Whether an object is stored (here or in the `core.parent` repository).
+    pub async fn has_object(&self, key: &ObjectKey) -> Result<bool> {
+        if self.inner.store.has(key).await? {
+            return Ok(true);
+        }
+        match self.parent().await? {
+            Some(p) => Box::pin(p.has_object(key)).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Load a metadata object's bytes (falling back to the `core.parent` repository); a
+    /// missing object is `NotFound` with ostree's wording.
     pub async fn load_meta(&self, ty: ObjectType, csum: &Checksum) -> Result<Bytes> {
         let key = ObjectKey::new(*csum, ty);
         match self.inner.store.get(&key).await {
             Ok(o) => o.into_meta(),
-            Err(e) if e.is_not_found() => Err(Error::not_found(format!(
-                "No such metadata object {}.{}",
-                csum,
-                ty.name()
-            ))),
+            Err(e) if e.is_not_found() => {
+                if let Some(p) = self.parent().await? {
+                    return Box::pin(p.load_meta(ty, csum)).await;
+                }
+                Err(Error::not_found(format!(
+                    "No such metadata object {}.{}",
+                    csum,
+                    ty.name()
+                )))
+            }
             Err(e) => Err(e),
         }
     }

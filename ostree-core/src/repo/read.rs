@@ -34,12 +34,15 @@ impl Repo {
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
             .collect();
+        // ostree's messages: the path walked so far when a component is missing, and
+        // "Not a directory" when one is a file.
+        let mut walked = String::new();
         for comp in comps.iter() {
             let TreeEntry::Dir(t, _) = cur else {
-                return Err(Error::not_found(format!(
-                    "No such file or directory: {path}"
-                )));
+                return Err(Error::not_found("Not a directory"));
             };
+            walked.push('/');
+            walked.push_str(comp);
             let dt = self.load_dirtree(&t).await?;
             if let Some((_, st, sm)) = dt.dirs.iter().find(|(n, _, _)| n == comp) {
                 cur = TreeEntry::Dir(*st, *sm);
@@ -47,21 +50,27 @@ impl Repo {
                 cur = TreeEntry::File(*f);
             } else {
                 return Err(Error::not_found(format!(
-                    "No such file or directory: {path}"
+                    "No such file or directory: {walked}"
                 )));
             }
         }
         Ok(cur)
     }
 
-    /// Load a content object (metadata, size, body).
+    /// Load a content object (metadata, size, body), falling back to the `core.parent`
+    /// repository.
     pub async fn load_file(&self, csum: &Checksum) -> Result<ContentRead> {
         let key = ObjectKey::new(*csum, ObjectType::File);
         match self.store().get(&key).await {
             Ok(o) => o.into_content(),
-            Err(e) if e.is_not_found() => Err(Error::not_found(format!(
-                "Couldn't find file object '{csum}'"
-            ))),
+            Err(e) if e.is_not_found() => {
+                if let Some(p) = self.parent().await? {
+                    return Box::pin(p.load_file(csum)).await;
+                }
+                Err(Error::not_found(format!(
+                    "Couldn't find file object '{csum}'"
+                )))
+            }
             Err(e) => Err(e),
         }
     }
