@@ -593,7 +593,31 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
 
     // Summary (cached per remote), then the remote's mode.
     let cache = cache::SummaryCache::new(repo, opts.cache_dir.clone());
+    // As ostree: the summary is skipped when every ref comes with its commit and deltas
+    // cannot need it (disabled, or indexed outside the summary per the remote's config).
+    let verifies_summary = opts
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.verifies_summary());
+    let all_have_commit = !opts.refs.is_empty()
+        && opts.refs.iter().enumerate().all(|(i, r)| {
+            checksum::is_valid_hex(r) || opts.override_commits.get(i).copied().flatten().is_some()
+        });
+    let mut need_summary =
+        opts.mirror && opts.refs.is_empty() || !all_have_commit || verifies_summary;
+    let mut remote_config: Option<Bytes> = None;
+    let mut config_indexed_deltas = false;
+    if !need_summary && !opts.disable_static_deltas && !repo.mode().is_archive() {
+        remote_config = src.file("config", MAX_METADATA_SIZE).await?;
+        config_indexed_deltas = remote_config
+            .as_ref()
+            .and_then(|b| crate::keyfile::KeyFile::parse(&String::from_utf8_lossy(b)).ok())
+            .and_then(|kf| kf.get_string("core", "indexed-deltas"))
+            .is_some_and(|v| v.trim() == "true");
+        need_summary = !config_indexed_deltas;
+    }
     let summary_bytes = match &opts.verification {
+        _ if !need_summary => None,
         Some(v) if v.verifies_summary() => {
             verify::fetch_verified_summary(&cache, &src, remote_name.as_deref(), v).await?
         }
@@ -607,10 +631,11 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let mode = match summary.as_ref().and_then(|s| s.mode.clone()) {
         Some(m) => m,
         None => {
-            let cfg_bytes = src
-                .file("config", MAX_METADATA_SIZE)
-                .await?
-                .ok_or_else(|| {
+            let cfg_bytes = match remote_config.take() {
+                Some(b) => Some(b),
+                None => src.file("config", MAX_METADATA_SIZE).await?,
+            };
+            let cfg_bytes = cfg_bytes.ok_or_else(|| {
                     Error::not_found(format!(
                         "Server returned HTTP 404 for {}config (remote {remote_or_url} has no config file)",
                         src.meta_mirrors()
@@ -729,9 +754,10 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     }
 
     if opts.require_static_deltas {
-        let has = summary
-            .as_ref()
-            .is_some_and(|s| !s.deltas.is_empty() || s.indexed_deltas);
+        let has = config_indexed_deltas
+            || summary
+                .as_ref()
+                .is_some_and(|s| !s.deltas.is_empty() || s.indexed_deltas);
         if !has {
             return Err(Error::not_found(
                 "Fetch configured to require static deltas, but no summary deltas or delta index found",
@@ -744,7 +770,7 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
             Some(s) => delta::collect_digests(&s.delta_digests)?,
             None => Default::default(),
         },
-        indexed: summary.as_ref().is_some_and(|s| s.indexed_deltas),
+        indexed: config_indexed_deltas || summary.as_ref().is_some_and(|s| s.indexed_deltas),
         remote_name: remote_name.clone(),
     };
     let collection_id = remote.as_ref().and_then(|r| r.get("collection-id"));
