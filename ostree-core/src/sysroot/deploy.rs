@@ -688,7 +688,21 @@ impl Sysroot {
         if boot.is_dir() && !kernel::same_device(&boot, &self.path) {
             fsutil::syncfs_path(&boot).map_err(|e| Error::Other(format!("Full sync: {e}")))?;
         }
-        Ok(())
+        self.checkpoint_boot()
+    }
+
+    /// Make what `/boot` holds visible to a bootloader that does not replay the journal
+    /// ([`fsutil::checkpoint_journal`]); ostree freezes `/boot` for this, we never do.
+    fn checkpoint_boot(&self) -> Result<()> {
+        let boot = self.join("boot");
+        let dir = if boot.is_dir() {
+            boot
+        } else {
+            self.path.clone()
+        };
+        fsutil::checkpoint_journal(&dir)
+            .map(drop)
+            .map_err(|e| Error::Other(format!("Full sync: {e}")))
     }
 
     /// `create_new_bootlinks`: the symlink farm `ostree/boot.B.S'/$os/$bootcsum/$serial`.
@@ -816,6 +830,9 @@ impl Sysroot {
         std::fs::rename(self.join("boot/loader.tmp"), self.join("boot/loader"))
             .map_err(|e| wrap(Error::io("renameat", e)))?;
         fsutil::fsync_path(&boot).map_err(wrap)?;
+        // The swap must reach the home locations before the old boot version is cleaned up:
+        // a bootloader reading the pre-journal `loader` would name links that are gone.
+        self.checkpoint_boot().map_err(wrap)?;
         loader.post_bls_sync(&self.path, new_bv).map_err(wrap)?;
         Ok(subbootdir)
     }
