@@ -333,6 +333,17 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Store an object by hardlinking `src`, the stored file of the same object in another
+    /// local repository whose representation of it is the one this store keeps (metadata
+    /// objects; content objects between repositories of the same mode, or bare-user regular
+    /// files into bare-user-only): ostree's `import_one_object_direct`. The caller has checked
+    /// (or trusts) the object. `Ok(true)`: stored (or already present); `Ok(false)` (the
+    /// default, and when the link is impossible: another filesystem, link count limit):
+    /// nothing done, store it with [`ObjectStore::put`].
+    async fn link_from(&self, _key: &ObjectKey, _src: &Path) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Delete an object. Deleting a missing object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 

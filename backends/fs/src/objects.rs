@@ -254,6 +254,45 @@ impl Inner {
         Ok(true)
     }
 
+    /// Store an object as a hardlink of `src`, another repository's file of the same object
+    /// in this mode's representation (see `ObjectStore::link_from`). `Ok(false)` when it
+    /// cannot be linked (another filesystem, too many links, not permitted).
+    pub(crate) fn link_from_blocking(&self, key: &ObjectKey, src: &Path) -> Result<bool> {
+        if key.ty == ObjectType::CommitMeta {
+            // Mutable: replaced on put, never shared with another repository.
+            return Ok(false);
+        }
+        let ctx = || format!("Importing {}.{}: linkat", key.checksum, key.ty.name());
+        if self.has_sync(key)? {
+            return Ok(true);
+        }
+        let stg = self.staging()?;
+        let n = stg.next_id();
+        let tmp = staged_name(n);
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            src,
+            &stg.dir,
+            tmp.as_str(),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => {}
+            Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => return Ok(false),
+            Err(e) => return Err(io_err(ctx(), e)),
+        }
+        self.dirty.store(true, Ordering::Release);
+        if self.staged_mode() {
+            self.hold(key, PendingFile::Named(n), false)?;
+        } else {
+            let r = self.publish(stg.dir.as_fd(), tmp.as_str(), key, false);
+            if r.is_err() {
+                let _ = rustix::fs::unlinkat(&stg.dir, tmp.as_str(), AtFlags::empty());
+            }
+            r?;
+        }
+        Ok(true)
+    }
+
     /// Write the object under a name in the staging directory, then hold it until sync (or
     /// publish it at once when not staging).
     fn put_named(&self, key: &ObjectKey, body: Body, replace: bool, perm: u32) -> Result<()> {

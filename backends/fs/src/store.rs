@@ -866,6 +866,12 @@ impl ObjectStore for FsStore {
         blocking(move || inner.adopt_blocking(&key, &meta, &path)).await
     }
 
+    async fn link_from(&self, key: &ObjectKey, src: &Path) -> Result<bool> {
+        let inner = self.inner.clone();
+        let (key, src) = (*key, src.to_path_buf());
+        blocking(move || inner.link_from_blocking(&key, &src)).await
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         let inner = self.inner.clone();
         let key = *key;

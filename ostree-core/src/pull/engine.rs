@@ -15,7 +15,7 @@ use super::source::{ContentPayload, LocalSource, ObjectSource};
 use crate::content::{check, read_archived};
 use crate::objects::{Commit, DirTree, FileMeta, content_checksum};
 use crate::repo::Repo;
-use crate::store::{ContentSource, ObjectWrite};
+use crate::store::{ContentSource, ObjectWrite, RepoMode};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
 /// Counters of a pull: reported at the end, and read while it runs (progress display).
@@ -115,6 +115,29 @@ pub struct Engine {
     complete: Mutex<Vec<Checksum>>,
     /// Commits whose signatures were checked in this pull (each is checked once).
     verified: Mutex<HashSet<Checksum>>,
+    /// Objects may be hardlinked from the source repository.
+    link: Option<LinkModes>,
+}
+
+/// A local source repository on the same filesystem and with the same owner as the
+/// destination: objects can be hardlinked from it (ostree's `import_one_object_direct`).
+#[derive(Debug, Clone, Copy)]
+struct LinkModes {
+    src: RepoMode,
+    dst: RepoMode,
+}
+
+/// Whether the source repository's objects can be hardlinked into `repo`: both local
+/// directories on the same device, owned by the same user.
+fn link_modes(repo: &Repo, source: &dyn ObjectSource) -> Option<LinkModes> {
+    use std::os::unix::fs::MetadataExt;
+    let src = source.local_repo()?;
+    let (a, b) = (src.store().local_root()?, repo.store().local_root()?);
+    let (ma, mb) = (std::fs::metadata(a).ok()?, std::fs::metadata(b).ok()?);
+    (ma.dev() == mb.dev() && ma.uid() == mb.uid()).then(|| LinkModes {
+        src: src.store().mode(),
+        dst: repo.store().mode(),
+    })
 }
 
 fn meta_key(csum: Checksum, ty: ObjectType) -> ObjectKey {
@@ -193,7 +216,9 @@ impl Engine {
         opts: EngineOptions,
         counters: Arc<Counters>,
     ) -> Self {
+        let link = link_modes(&repo, source.as_ref());
         Engine {
+            link,
             repo,
             source,
             caches,
@@ -220,6 +245,36 @@ impl Engine {
     /// it is stored already (delta fallback objects).
     pub(crate) async fn fetch_content(&self, csum: Checksum) -> Result<()> {
         self.file(csum).await
+    }
+
+    /// The source repository's file of `key` when it can be hardlinked here: metadata
+    /// always, content between equal modes, and bare-user regular files (`regular`) into
+    /// bare-user-only.
+    fn link_path(&self, key: &ObjectKey, regular: bool) -> Option<std::path::PathBuf> {
+        let l = self.link?;
+        if key.ty == ObjectType::CommitMeta {
+            return None;
+        }
+        if key.ty == ObjectType::File
+            && l.src != l.dst
+            && !(regular && l.src == RepoMode::BareUser && l.dst == RepoMode::BareUserOnly)
+        {
+            return None;
+        }
+        self.source.local_repo()?.store().local_path(key)
+    }
+
+    /// Store a metadata object that came from the source (verified unless trusted): a
+    /// hardlink of the source's file when possible, else its bytes.
+    async fn store_meta(&self, key: &ObjectKey, data: Bytes, from_source: bool) -> Result<()> {
+        let store = self.repo.store();
+        if from_source
+            && let Some(src) = self.link_path(key, false)
+            && store.link_from(key, &src).await?
+        {
+            return Ok(());
+        }
+        store.put(key, ObjectWrite::Meta(data)).await
     }
 
     fn count_meta(&self, local: bool) {
@@ -313,7 +368,8 @@ impl Engine {
         let Some((data, local)) = self.fetch_meta_unstored(key, required).await? else {
             return Ok(None);
         };
-        store.put(&key, ObjectWrite::Meta(data.clone())).await?;
+        self.store_meta(&key, data.clone(), self.caches.is_empty())
+            .await?;
         self.count_meta(local);
         Ok(Some(data))
     }
@@ -441,9 +497,20 @@ impl Engine {
             store
                 .write_file(&format!("state/{csum}.commitpartial"), Bytes::new())
                 .await?;
-            self.repo
-                .put_commit_object(&csum, commit_bytes.clone())
-                .await?;
+            let linked = self.caches.is_empty()
+                && match self.link_path(&key, false) {
+                    Some(src) => store.link_from(&key, &src).await?,
+                    None => false,
+                };
+            if linked {
+                store
+                    .delete(&meta_key(csum, ObjectType::TombstoneCommit))
+                    .await?;
+            } else {
+                self.repo
+                    .put_commit_object(&csum, commit_bytes.clone())
+                    .await?;
+            }
             self.count_meta(commit_local);
         }
         let commit = Commit::from_bytes(&commit_bytes)
@@ -519,6 +586,18 @@ impl Engine {
         if store.has(&key).await? {
             return Ok(());
         }
+        // A trusted local source in the same mode: hardlink its file, unread.
+        if !self.opts.verify
+            && !self.opts.bareuseronly_files
+            && self.link.is_some_and(|l| l.src == l.dst)
+            && let Some(src) = self.link_path(&key, false)
+            && store.link_from(&key, &src).await?
+        {
+            self.counters
+                .imported_content
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut from_cache = false;
         let mut payload = None;
         for c in &self.caches {
@@ -540,13 +619,13 @@ impl Engine {
         let verify = (self.opts.verify && !self.opts.trust_content) || from_cache;
         let bareuseronly = self.opts.bareuseronly_files;
         let archive_dest = store.mode().is_archive();
-        let write = tokio::task::spawn_blocking(move || -> Result<(ObjectWrite, u64)> {
+        let write = tokio::task::spawn_blocking(move || -> Result<(ObjectWrite, u64, bool)> {
             match payload {
                 ContentPayload::Archived(raw) => {
                     if !verify && archive_dest && !bareuseronly {
                         // Trusted archive → archive: the bytes as they are.
-                        let (_, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
-                        return Ok((ObjectWrite::Archived(raw), size));
+                        let (meta, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
+                        return Ok((ObjectWrite::Archived(raw), size, meta.is_regular()));
                     }
                     let (meta, size, mut reader) =
                         read_archived(std::io::Cursor::new(raw.clone()))?;
@@ -561,8 +640,9 @@ impl Engine {
                     if bareuseronly {
                         validate_bareuseronly(&meta, &csum)?;
                     }
+                    let regular = meta.is_regular();
                     if archive_dest {
-                        Ok((ObjectWrite::Archived(raw), size))
+                        Ok((ObjectWrite::Archived(raw), size, regular))
                     } else {
                         Ok((
                             ObjectWrite::Content {
@@ -571,6 +651,7 @@ impl Engine {
                                 source: ContentSource::Bytes(Bytes::from(content)),
                             },
                             size,
+                            regular,
                         ))
                     }
                 }
@@ -582,11 +663,8 @@ impl Engine {
                     if bareuseronly {
                         validate_bareuseronly(&meta, &csum)?;
                     }
-                    let size = if meta.is_regular() {
-                        content.len() as u64
-                    } else {
-                        0
-                    };
+                    let regular = meta.is_regular();
+                    let size = if regular { content.len() as u64 } else { 0 };
                     Ok((
                         ObjectWrite::Content {
                             meta,
@@ -594,14 +672,23 @@ impl Engine {
                             source: ContentSource::Bytes(content),
                         },
                         size,
+                        regular,
                     ))
                 }
             }
         })
         .await
         .map_err(|e| Error::Other(format!("verifying {csum}: {e}")))??;
-        let (write, size) = write;
-        store.put(&key, write).await?;
+        let (write, size, regular) = write;
+        // Verified (or converted) from a local source: a hardlink of its file when possible.
+        let linked = !from_cache
+            && match self.link_path(&key, regular) {
+                Some(src) => store.link_from(&key, &src).await?,
+                None => false,
+            };
+        if !linked {
+            store.put(&key, write).await?;
+        }
         if self.source.is_local() || from_cache {
             self.counters
                 .imported_content

@@ -52,6 +52,11 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
     fn as_remote(&self) -> Option<&RemoteSource> {
         None
     }
+    /// The repository behind this source, when it is a local one (objects may then be
+    /// hardlinked from it).
+    fn local_repo(&self) -> Option<&Repo> {
+        None
+    }
 }
 
 /// Retry and watchdog policy for network sources.
@@ -378,5 +383,9 @@ impl ObjectSource for LocalSource {
 
     fn is_local(&self) -> bool {
         true
+    }
+
+    fn local_repo(&self) -> Option<&Repo> {
+        Some(&self.repo)
     }
 }
