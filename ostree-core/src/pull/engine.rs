@@ -361,9 +361,9 @@ impl Engine {
     /// Fetch, verify and store a metadata object unless present; returns its bytes when
     /// `want_bytes` (loading the local copy if present).
     async fn fetch_meta(&self, key: ObjectKey, required: bool) -> Result<Option<Bytes>> {
-        let store = self.repo.store();
-        if store.has(&key).await? {
-            return Ok(Some(store.get(&key).await?.into_meta()?));
+        // Objects of the `core.parent` repository count as present, as in ostree.
+        if self.repo.has_object(&key).await? {
+            return Ok(Some(self.repo.load_meta(key.ty, &key.checksum).await?));
         }
         let Some((data, local)) = self.fetch_meta_unstored(key, required).await? else {
             return Ok(None);
@@ -435,7 +435,7 @@ impl Engine {
     }
 
     async fn simple_meta(&self, key: ObjectKey) -> Result<()> {
-        if self.repo.store().has(&key).await? {
+        if self.repo.has_object(&key).await? {
             return Ok(());
         }
         self.fetch_meta(key, true).await.map(|_| ())
@@ -444,7 +444,7 @@ impl Engine {
     async fn commit(&self, csum: Checksum, depth: i64) -> Result<Vec<Task>> {
         let store = self.repo.store();
         let key = meta_key(csum, ObjectType::Commit);
-        let had = store.has(&key).await?;
+        let had = self.repo.has_object(&key).await?;
         let partial = had && self.repo.is_commit_partial(&csum).await?;
         let mut children = Vec::new();
         // Detached metadata is fetched for every commit, stored or not: new signatures (or
@@ -462,7 +462,7 @@ impl Engine {
             None
         };
         let (commit_bytes, commit_local) = if had {
-            (store.get(&key).await?.into_meta()?, false)
+            (self.repo.load_meta(ObjectType::Commit, &csum).await?, false)
         } else {
             match self.fetch_meta_unstored(key, depth == 0).await? {
                 Some(got) => got,
@@ -583,7 +583,7 @@ impl Engine {
     async fn file(&self, csum: Checksum) -> Result<()> {
         let key = meta_key(csum, ObjectType::File);
         let store = self.repo.store();
-        if store.has(&key).await? {
+        if self.repo.has_object(&key).await? {
             return Ok(());
         }
         // A trusted local source in the same mode: hardlink its file, unread.
