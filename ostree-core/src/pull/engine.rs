@@ -90,6 +90,19 @@ pub struct EngineOptions {
     /// Ref and collection bindings to check on every commit (`None`:
     /// `--disable-verify-bindings`).
     pub bindings: Option<Bindings>,
+    /// Downgrade checks run on each requested commit as soon as it is fetched and verified,
+    /// before any of its content (`--timestamp-check`, `--timestamp-check-from-rev`).
+    pub timestamp_checks: Option<TimestampChecks>,
+}
+
+/// The downgrade checks of a pull (ostree's `scan_commit_object`).
+#[derive(Debug, Clone, Default)]
+pub struct TimestampChecks {
+    /// `--timestamp-check`: per requested commit, the refs it was asked for with the
+    /// commit each held before the pull.
+    pub orig: std::collections::HashMap<Checksum, Vec<(String, Checksum)>>,
+    /// `--timestamp-check-from-rev`, resolved: no requested commit may be older.
+    pub from_rev: Option<Checksum>,
 }
 
 /// What `_ostree_repo_verify_bindings` checks each pulled commit against.
@@ -275,6 +288,27 @@ impl Engine {
             return Ok(());
         }
         store.put(key, ObjectWrite::Meta(data)).await
+    }
+
+    /// `--timestamp-check` and `--timestamp-check-from-rev` on a requested commit.
+    async fn check_timestamps(&self, csum: &Checksum, commit: &Commit) -> Result<()> {
+        let Some(tc) = &self.opts.timestamp_checks else {
+            return Ok(());
+        };
+        for (name, old) in tc.orig.get(csum).into_iter().flatten() {
+            let oc =
+                self.repo.load_commit(old).await.map_err(|e| {
+                    Error::Other(format!("Reading {name} for timestamp-check: {e}"))
+                })?;
+            super::compare_timestamps(old, oc.timestamp, csum, commit.timestamp)?;
+        }
+        if let Some(from) = &tc.from_rev {
+            let fc = self.repo.load_commit(from).await.map_err(|e| {
+                Error::Other(format!("Reading {from} for timestamp-check-from-rev: {e}"))
+            })?;
+            super::compare_timestamps(from, fc.timestamp, csum, commit.timestamp)?;
+        }
+        Ok(())
     }
 
     fn count_meta(&self, local: bool) {
@@ -487,6 +521,13 @@ impl Engine {
             v.verify_commit(&csum, &commit_bytes, md.as_ref())?;
             self.mark_verified(csum);
         }
+        let commit = Commit::from_bytes(&commit_bytes)
+            .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
+        if depth == 0 {
+            // Before the commit or anything below it is stored: a refused downgrade leaves
+            // nothing behind.
+            self.check_timestamps(&csum, &commit).await?;
+        }
         if let Some((b, local)) = detached {
             store.delete(&mdkey).await?;
             store.put(&mdkey, ObjectWrite::Meta(b)).await?;
@@ -513,8 +554,6 @@ impl Engine {
             }
             self.count_meta(commit_local);
         }
-        let commit = Commit::from_bytes(&commit_bytes)
-            .map_err(|e| Error::corrupted(format!("Corrupted commit object {csum}: {e}")))?;
         if let Some(b) = &self.opts.bindings {
             let cid = b.collection_id.as_deref();
             let check = |r: Option<&str>| {

@@ -808,6 +808,38 @@ fn delta_stats(mut stats: PullStats, c: &Counters) -> PullStats {
     stats
 }
 
+/// The checks the engine runs on each requested commit as soon as it arrives.
+async fn engine_timestamp_checks(
+    repo: &Repo,
+    targets: &[Target],
+    opts: &PullOptions,
+) -> Result<Option<engine::TimestampChecks>> {
+    if !opts.timestamp_check && opts.timestamp_check_from_rev.is_none() {
+        return Ok(None);
+    }
+    let mut tc = engine::TimestampChecks::default();
+    if let Some(rev) = &opts.timestamp_check_from_rev {
+        tc.from_rev = Some(
+            repo.resolve_rev(rev, false)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("Refspec '{rev}' not found")))?,
+        );
+    }
+    if opts.timestamp_check {
+        for t in targets {
+            if let Some((_, Some(old))) = &t.store_ref {
+                tc.orig
+                    .entry(t.commit)
+                    .or_default()
+                    .push((t.name.clone().unwrap_or_default(), *old));
+            }
+        }
+    }
+    Ok(Some(tc))
+}
+
+/// The same checks once everything is stored (commits that came whole from a static delta
+/// were not traversed), before any ref moves.
 async fn timestamp_checks(repo: &Repo, targets: &[Target], opts: &PullOptions) -> Result<()> {
     if !opts.timestamp_check && opts.timestamp_check_from_rev.is_none() {
         return Ok(());
@@ -893,7 +925,9 @@ async fn run_targets(
     });
     let local = src.is_local();
     let verify = !local || opts.untrusted;
+    let timestamp_checks_early = engine_timestamp_checks(repo, targets, opts).await?;
     let eopts = EngineOptions {
+        timestamp_checks: timestamp_checks_early,
         verify,
         bareuseronly_files: opts.bareuseronly_files,
         commit_only: opts.commit_only,

@@ -150,16 +150,9 @@ impl Upgrader {
                 remotes_dir: remotes_dir.clone(),
                 ..PullOptions::default()
             };
-            if !flags.allow_older {
-                // ostree checks the timestamp as soon as the commit object arrives, before
-                // any of its content is fetched: an older commit costs one object, and leaves
-                // neither content nor a moved ref behind. Fetch the commit alone first.
-                let commit_only = PullOptions {
-                    commit_only: true,
-                    ..opts.clone()
-                };
-                crate::pull::pull(&repo, &remote, commit_only).await?;
-            }
+            // The pull checks the timestamp as soon as the commit object arrives, before any
+            // of its content is fetched (as ostree does): an older commit leaves neither
+            // content nor a moved ref behind.
             crate::pull::pull(&repo, &remote, opts).await?;
         }
         let mut refspec = self.origin_refspec();
