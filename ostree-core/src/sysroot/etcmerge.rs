@@ -535,14 +535,14 @@ mod tests {
         write(&new.join("etc/gone"), "g2");
         // The in-place overwrite keeps exactly the source's xattrs (where user xattrs work).
         let xattrs = rustix::fs::lsetxattr(
-            &old.join("etc/mod"),
+            old.join("etc/mod"),
             "user.src",
             b"1",
             rustix::fs::XattrFlags::empty(),
         )
         .is_ok()
             && rustix::fs::lsetxattr(
-                &new.join("etc/mod"),
+                new.join("etc/mod"),
                 "user.stale",
                 b"1",
                 rustix::fs::XattrFlags::empty(),
