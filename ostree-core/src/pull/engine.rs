@@ -737,9 +737,12 @@ impl Engine {
                 .fetched_content
                 .fetch_add(1, Ordering::Relaxed);
         }
-        self.counters
-            .content_bytes_written
-            .fetch_add(size, Ordering::Relaxed);
+        if !linked {
+            // A hardlink writes no content (ostree counts written bytes only).
+            self.counters
+                .content_bytes_written
+                .fetch_add(size, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
