@@ -4,7 +4,8 @@
 #
 # Usage: OSTREE_RS_BIN=/path/to/ours bench/admin.sh [RUNS]        (default 5 runs per op)
 #
-# Operations (median wall time and peak RSS of RUNS runs, after one untimed warm-up):
+# Operations (median wall time and peak RSS of RUNS runs, after one untimed warm-up; the runs
+# of the two binaries alternate, real then ours, so both see the same load):
 #   deploy         first deployment of the OS: hardlink checkout of ~6700 entries, /etc copy,
 #                  kernel/initramfs into /boot, BLS entries, boot symlinks, syncfs, swap
 #   deploy-merge   a second deployment merging /etc from an unchanged first one
@@ -69,35 +70,46 @@ timed() {
 undeploy0() { ns "$1" admin undeploy --sysroot="$2" 0 >/dev/null; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-# run_op IMPL BIN OP: RUNS timed deploys, each undone (untimed) before the next.
+bin_of() { if [ "$1" = ours ]; then echo "$OURS"; else echo "$REAL"; fi; }
+
+# run_op OP: RUNS timed deploys per binary, interleaved (real, ours, real, ours, ...) so that
+# both see the same machine load; each deploy is undone (untimed) before the next.
 run_op() {
-    local impl=$1 bin=$2 op=$3 s=$WORK/$1 i times=() rss=()
-    timed "$bin" "$s" >/dev/null && undeploy0 "$bin" "$s" # warm-up
-    for ((i = 0; i < RUNS; i++)); do
-        read -r t m < <(timed "$bin" "$s")
-        if [ "$op" = deploy-etc1000 ]; then
-            grep -q changed "$s"/ostree/deploy/debian/deploy/*.1/etc/bench/f500.conf \
-                || { echo "bench: /etc change not merged" >&2; exit 1; }
-        fi
-        undeploy0 "$bin" "$s"
-        times+=("$t") rss+=("$m")
+    local op=$1 impl bin s i t m
+    declare -A times rss
+    for impl in real ours; do # warm-up
+        bin=$(bin_of $impl) s=$WORK/$impl
+        timed "$bin" "$s" >/dev/null && undeploy0 "$bin" "$s"
     done
-    printf '%s\t%s\t%s\t%s\n' "$impl" "$op" \
-        "$(printf '%s\n' "${times[@]}" | median)" "$(( $(printf '%s\n' "${rss[@]}" | median) / 1024 ))"
+    for ((i = 0; i < RUNS; i++)); do
+        for impl in real ours; do
+            bin=$(bin_of $impl) s=$WORK/$impl
+            read -r t m < <(timed "$bin" "$s")
+            if [ "$op" = deploy-etc1000 ]; then
+                [ "$(cat "$s"/ostree/deploy/debian/deploy/*.1/etc/bench/f*.conf | grep -c changed)" = 1000 ] \
+                    || { echo "bench: /etc changes not merged ($impl)" >&2; exit 1; }
+            fi
+            undeploy0 "$bin" "$s"
+            times[$impl]+="$t " rss[$impl]+="$m "
+        done
+    done
+    for impl in real ours; do
+        printf '%s\t%s\t%s\t%s\n' "$impl" "$op" \
+            "$(printf '%s\n' ${times[$impl]} | median)" "$(( $(printf '%s\n' ${rss[$impl]} | median) / 1024 ))"
+    done
 }
 
 TSV=$WORK/results.tsv
 : >"$TSV"
+for impl in real ours; do new_sysroot $impl; done
+run_op deploy | tee -a "$TSV"
+for impl in real ours; do timed "$(bin_of $impl)" "$WORK/$impl" >/dev/null; done # the merge source, index 0 (then 1 when deploying)
+run_op deploy-merge | tee -a "$TSV"
 for impl in real ours; do
-    bin=$REAL; [ $impl = ours ] && bin=$OURS
-    new_sysroot $impl
-    run_op $impl "$bin" deploy | tee -a "$TSV"
-    timed "$bin" "$WORK/$impl" >/dev/null # the merge source, index 0 (then 1 when deploying)
-    run_op $impl "$bin" deploy-merge | tee -a "$TSV"
     d0=$(echo "$WORK/$impl"/ostree/deploy/debian/deploy/*.0)
     for f in "$d0"/etc/bench/f*.conf; do echo "changed locally" >"$f"; done
-    run_op $impl "$bin" deploy-etc1000 | tee -a "$TSV"
 done
+run_op deploy-etc1000 | tee -a "$TSV"
 echo
 printf '%-16s %9s %9s %7s %9s %9s\n' operation real_s ours_s speed real_MiB ours_MiB
 awk -F'\t' '$1 == "real" { rt[$2] = $3; rm[$2] = $4; order[++n] = $2 } $1 == "ours" { ot[$2] = $3; om[$2] = $4 }
