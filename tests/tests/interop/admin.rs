@@ -141,3 +141,202 @@ fn deploy_set_default_rollback_read_by_real() {
         r.describe()
     );
 }
+
+/// A minimal OS tree at `dir`: one kernel (optionally a second one), an initramfs, /usr/etc.
+fn os_tree(dir: &Path, version: &str, kernels: &[&str]) {
+    for k in kernels {
+        write_file(
+            &dir.join(format!("usr/lib/modules/{k}/vmlinuz")),
+            format!("kernel {k} {version}").as_bytes(),
+            0o644,
+        );
+        write_file(
+            &dir.join(format!("usr/lib/modules/{k}/initramfs.img")),
+            format!("initramfs {k}").as_bytes(),
+            0o644,
+        );
+    }
+    write_file(
+        &dir.join("usr/etc/os-release"),
+        format!("ID=testos\nVERSION_ID={version}\n").as_bytes(),
+        0o644,
+    );
+    write_file(&dir.join("usr/bin/true"), b"#!/bin/sh\n", 0o755);
+}
+
+fn commit_tree(o: &Ostree, repo: &Path, branch: &str, tree: &Path) -> String {
+    o.ok(
+        repo,
+        &[
+            "commit",
+            "-b",
+            branch,
+            "--tree",
+            &format!("dir={}", path_str(tree)),
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+/// What a bootloader would boot: the `boot/loader` link target and every BLS entry's text.
+/// Also checks that each entry's kernel, initramfs and `ostree=` boot link exist, i.e. that
+/// this configuration is bootable.
+fn boot_config(sysroot: &Path) -> (String, Vec<(String, String)>) {
+    let loader = std::fs::read_link(sysroot.join("boot/loader")).expect("boot/loader link");
+    let entries_dir = sysroot.join("boot/loader/entries");
+    let mut entries: Vec<(String, String)> = std::fs::read_dir(&entries_dir)
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let text = std::fs::read_to_string(e.path()).expect("read entry");
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    entries.sort();
+    assert!(!entries.is_empty(), "no boot entries in {loader:?}");
+    for (name, text) in &entries {
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "linux" | "initrd" => assert!(
+                    sysroot
+                        .join("boot")
+                        .join(value.trim_start_matches('/'))
+                        .is_file(),
+                    "{name}: {key} {value} is missing"
+                ),
+                "options" => {
+                    let arg = value
+                        .split(' ')
+                        .find_map(|a| a.strip_prefix("ostree="))
+                        .unwrap_or_else(|| panic!("{name}: no ostree= in {value}"));
+                    assert!(
+                        sysroot.join(arg.trim_start_matches('/')).is_dir(),
+                        "{name}: ostree={arg} does not resolve"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    (loader.to_string_lossy().into_owned(), entries)
+}
+
+/// Bad trees and settings fail with a clear error and leave the boot configuration exactly as
+/// it was; a deploy killed at any instant leaves a bootable configuration, and a later deploy
+/// completes.
+#[test]
+fn bad_deploys_keep_the_boot_configuration() {
+    let ours = ostree_tests::bins::ours();
+    if !is_root() {
+        eprintln!("SKIP: deployments need root (owners of the checked-out files)");
+        return;
+    }
+    let dir = scratch("admin-bad-");
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir_all(&sysroot).expect("mkdir sysroot");
+    admin_ok(&ours, &sysroot, &["init-fs", path_str(&sysroot)]);
+    admin_ok(&ours, &sysroot, &["os-init", "testos"]);
+    let repo = sysroot.join("ostree/repo");
+    let good = dir.path().join("good");
+    os_tree(&good, "1", &["6.1.0"]);
+    commit_tree(&ours, &repo, "testos/good", &good);
+    admin_ok(&ours, &sysroot, &["deploy", "--os=testos", "testos/good"]);
+    let before = boot_config(&sysroot);
+
+    let no_kernel = dir.path().join("no-kernel");
+    os_tree(&no_kernel, "2", &[]);
+    commit_tree(&ours, &repo, "testos/no-kernel", &no_kernel);
+    let two = dir.path().join("two-kernels");
+    os_tree(&two, "3", &["6.1.0", "6.2.0"]);
+    commit_tree(&ours, &repo, "testos/two-kernels", &two);
+    let bad_origin = dir.path().join("bad.origin");
+    write_file(&bad_origin, b"[origin\nrefspec=\n", 0o644);
+
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["deploy", "--os=testos", "testos/no-kernel"],
+            "Failed to find kernel",
+        ),
+        (
+            &["deploy", "--os=testos", "testos/two-kernels"],
+            "Multiple kernels found",
+        ),
+        (
+            &[
+                "deploy",
+                "--os=testos",
+                &format!("--origin-file={}", path_str(&bad_origin)),
+                "testos/good",
+            ],
+            "origin",
+        ),
+        (&["deploy", "--os=testos", "testos/nosuchref"], "nosuchref"),
+    ];
+    for (args, message) in cases {
+        let r = admin(&ours, &sysroot, args);
+        assert!(!r.success(), "admin {args:?} must fail: {}", r.describe());
+        assert!(
+            r.err().contains(message),
+            "admin {args:?}: the error names the problem ({message}): {}",
+            r.describe()
+        );
+        assert_eq!(
+            boot_config(&sysroot),
+            before,
+            "admin {args:?} changed /boot"
+        );
+    }
+
+    // An unknown bootloader name is a configuration error, listing what exists.
+    ours.ok(&repo, &["config", "set", "sysroot.bootloader", "lilo"]);
+    let r = admin(&ours, &sysroot, &["deploy", "--os=testos", "testos/good"]);
+    assert!(
+        !r.success(),
+        "an unknown bootloader must fail: {}",
+        r.describe()
+    );
+    assert!(
+        r.err().contains("'lilo'") && r.err().contains("available"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        boot_config(&sysroot),
+        before,
+        "an unknown bootloader changed /boot"
+    );
+    ours.ok(&repo, &["config", "unset", "sysroot.bootloader"]);
+
+    // Kill deploys at instants spread over a deploy's duration.
+    let v2 = dir.path().join("v2");
+    os_tree(&v2, "2", &["6.1.0"]);
+    commit_tree(&ours, &repo, "testos/good", &v2);
+    let start = std::time::Instant::now();
+    admin_ok(&ours, &sysroot, &["deploy", "--os=testos", "testos/good"]);
+    let span = start.elapsed().as_micros().max(1000) as u64;
+    boot_config(&sysroot);
+    for i in 0..10u64 {
+        let mut c = ours.command();
+        c.env("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
+            .args(["admin", "deploy", "--os=testos", "--retain", "testos/good"])
+            .arg(format!("--sysroot={}", path_str(&sysroot)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().expect("spawn deploy");
+        std::thread::sleep(std::time::Duration::from_micros(span * i / 8));
+        let _ = child.kill();
+        let _ = child.wait();
+        boot_config(&sysroot);
+        ours.fsck_clean(&repo);
+        // Keep the number of deployments bounded.
+        admin(&ours, &sysroot, &["cleanup"]);
+    }
+    admin_ok(&ours, &sysroot, &["deploy", "--os=testos", "testos/good"]);
+    let after = boot_config(&sysroot);
+    assert!(
+        after.1.len() >= 2,
+        "the final deploy added an entry: {after:?}"
+    );
+}
