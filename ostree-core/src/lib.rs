@@ -20,6 +20,7 @@ pub mod content;
 pub mod delta;
 pub mod error;
 pub mod fetcher;
+pub mod fslock;
 pub mod gvariant;
 pub mod keyfile;
 pub mod object;

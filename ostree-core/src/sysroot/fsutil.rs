@@ -422,7 +422,7 @@ impl LockFile {
                 Mode::from_raw_mode(0o600),
             )
             .ctx(|| format!("Opening lock file {}", path.display()))?;
-            if !ofd_lock(fd.as_fd(), blocking)
+            if !crate::fslock::ofd_lock(fd.as_fd(), crate::fslock::LockKind::Exclusive, blocking)
                 .map_err(|e| Error::io(format!("Locking {}", path.display()), e))?
             {
                 return Ok(None);
@@ -444,43 +444,6 @@ impl Drop for LockFile {
         if let Some(fd) = self.fd.take() {
             let _ = std::fs::remove_file(&self.path);
             drop(fd);
-        }
-    }
-}
-
-fn ofd_lock(fd: BorrowedFd<'_>, blocking: bool) -> std::io::Result<bool> {
-    use nix::errno::Errno as NixErrno;
-    use nix::fcntl::{FcntlArg, fcntl};
-    let fl = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    loop {
-        let arg = if blocking {
-            FcntlArg::F_OFD_SETLKW(&fl)
-        } else {
-            FcntlArg::F_OFD_SETLK(&fl)
-        };
-        match fcntl(fd, arg) {
-            Ok(_) => return Ok(true),
-            Err(NixErrno::EINTR) => continue,
-            Err(NixErrno::EAGAIN) | Err(NixErrno::EACCES) if !blocking => return Ok(false),
-            Err(NixErrno::EINVAL) => {
-                let op = if blocking {
-                    rustix::fs::FlockOperation::LockExclusive
-                } else {
-                    rustix::fs::FlockOperation::NonBlockingLockExclusive
-                };
-                return match rustix::fs::flock(fd, op) {
-                    Ok(()) => Ok(true),
-                    Err(Errno::WOULDBLOCK) if !blocking => Ok(false),
-                    Err(e) => Err(e.into()),
-                };
-            }
-            Err(e) => return Err(std::io::Error::from(e)),
         }
     }
 }
