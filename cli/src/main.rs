@@ -94,7 +94,25 @@ fn colors() -> (&'static str, &'static str, &'static str, &'static str) {
 /// `ostree_main`'s error line: `error: <message>` (the causes joined with `: `).
 fn print_error(e: &anyhow::Error) {
     let (red, bold, bold_end, red_end) = colors();
-    eprint_text(&format!("{red}{bold}error:{bold_end}{red_end} {e:#}\n"));
+    eprint_text(&format!(
+        "{red}{bold}error:{bold_end}{red_end} {}\n",
+        error_text(e)
+    ));
+}
+
+/// The error and its causes joined with `: `, like `{:#}`, except that a cause whose text the
+/// message already carries (library errors include their source in their own message) is
+/// not printed a second time.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// `ostree_command_exec_external`: replaces the process with the extension, passing the
@@ -135,5 +153,25 @@ fn raise_nofile_limit() {
                 maximum: lim.maximum,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let backend = ostree_core::Error::Backend {
+            plugin: "s3",
+            source: "connection refused".into(),
+        };
+        let e = anyhow::Error::new(backend).context("pushing to s3://bucket");
+        assert_eq!(
+            error_text(&e),
+            "pushing to s3://bucket: s3: connection refused"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
     }
 }
