@@ -20,7 +20,9 @@
 # --owner-uid=0 --owner-gid=0 so that every file is owned by the one mapped user.
 #
 # Env: OSTREE_REAL_BIN (default /usr/bin/ostree), CORPUS (default /tmp/ostree-bench/corpus),
-# WORK (default /tmp/ostree-bench/admin).
+# WORK (default /tmp/ostree-bench/admin), SYSROOT_FS=tmpfs (run as root: the two sysroots live
+# on a tmpfs mounted at $WORK/fs for the run, so the figures show the binaries' own cost without
+# ext4's inode allocation, which after many undeploys dominates both; see bench/admin.md).
 set -euo pipefail
 REAL=${OSTREE_REAL_BIN:-/usr/bin/ostree}
 OURS=${OSTREE_RS_BIN:?set OSTREE_RS_BIN to our ostree}
@@ -32,6 +34,14 @@ export OSTREE_SYSROOT_DEBUG=mutable-deployments
 ns() { unshare --user --map-root-user "$@"; }
 
 mkdir -p "$WORK"
+SROOT=$WORK
+if [ "${SYSROOT_FS:-}" = tmpfs ]; then
+    SROOT=$WORK/fs
+    mkdir -p "$SROOT"
+    mountpoint -q "$SROOT" || mount -t tmpfs -o size=6G,mode=0755 bench-sysroots "$SROOT" \
+        || { echo "bench: SYSROOT_FS=tmpfs needs root (mount)" >&2; exit 2; }
+    trap 'umount "$SROOT"' EXIT
+fi
 if [ ! -e "$WORK/.tmpl.done" ]; then
     # The tree: corpus v1 (hardlinked) with /etc moved to /usr/etc as ostree wants it (2022.7's
     # "compatibility hack" for a root /etc renames it, then fails to check out /usr/etc), a fake
@@ -52,7 +62,7 @@ fi
 # new_sysroot NAME: an empty sysroot holding the template commit (made with the real ostree, so
 # both binaries start from the same bytes).
 new_sysroot() {
-    local s=$WORK/$1
+    local s=$SROOT/$1
     if [ -d "$s" ]; then chattr -R -i "$s" 2>/dev/null || true; rm -rf "$s"; fi
     mkdir -p "$s"
     "$REAL" admin init-fs "$s" >/dev/null
@@ -78,12 +88,12 @@ run_op() {
     local op=$1 impl bin s i t m
     declare -A times rss
     for impl in real ours; do # warm-up
-        bin=$(bin_of $impl) s=$WORK/$impl
+        bin=$(bin_of $impl) s=$SROOT/$impl
         timed "$bin" "$s" >/dev/null && undeploy0 "$bin" "$s"
     done
     for ((i = 0; i < RUNS; i++)); do
         for impl in real ours; do
-            bin=$(bin_of $impl) s=$WORK/$impl
+            bin=$(bin_of $impl) s=$SROOT/$impl
             read -r t m < <(timed "$bin" "$s")
             if [ "$op" = deploy-etc1000 ]; then
                 [ "$(cat "$s"/ostree/deploy/debian/deploy/*.1/etc/bench/f*.conf | grep -c changed)" = 1000 ] \
@@ -103,10 +113,10 @@ TSV=$WORK/results.tsv
 : >"$TSV"
 for impl in real ours; do new_sysroot $impl; done
 run_op deploy | tee -a "$TSV"
-for impl in real ours; do timed "$(bin_of $impl)" "$WORK/$impl" >/dev/null; done # the merge source, index 0 (then 1 when deploying)
+for impl in real ours; do timed "$(bin_of $impl)" "$SROOT/$impl" >/dev/null; done # the merge source, index 0 (then 1 when deploying)
 run_op deploy-merge | tee -a "$TSV"
 for impl in real ours; do
-    d0=$(echo "$WORK/$impl"/ostree/deploy/debian/deploy/*.0)
+    d0=$(echo "$SROOT/$impl"/ostree/deploy/debian/deploy/*.0)
     for f in "$d0"/etc/bench/f*.conf; do echo "changed locally" >"$f"; done
 done
 run_op deploy-etc1000 | tee -a "$TSV"
