@@ -811,9 +811,12 @@ impl ObjectStore for FsStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ObjectRead> {
-        let inner = self.inner.clone();
-        let key = *key;
-        blocking(move || inner.get_blocking(&key)).await
+        // Done in place, not on the blocking pool: a metadata object is one open and one read
+        // of a few KiB, a content object one open and fstat (and the metadata xattr in
+        // bare-user; the content is read later through the returned reader). A trip through
+        // the pool costs more than that and dominated tree walks (a checkout loads thousands
+        // of dirtrees; copying /etc opens a thousand objects), as `has` already is in place.
+        self.inner.get_blocking(key)
     }
 
     async fn get_raw(&self, key: &ObjectKey) -> Result<Bytes> {
