@@ -21,6 +21,7 @@ Scenarios (each boot powers off by itself; QEMU is killed after a bounded time):
                    boot again: v1 or v2, `ostree fsck` and `admin status` pass
   grub2-badkarg    a menu entry with a malformed ostree=: prepare-root's clear error
   grub2-missingdeploy  the deployment directory behind the boot link is gone: same
+  grub2-badentry   two deployments, the default entry damaged: the other entry still boots
   syslinux-boot    SYSLINUX on a FAT /boot partition (mcopy + syslinux --install), ext4 root:
                    boot v1 (no upgrade: FAT has no symlinks for the boot/loader swap)
   uboot            U-Boot (32-bit qemu-x86 ROM), boot.scr importing our uEnv.txt, zboot:
@@ -57,7 +58,7 @@ KERNEL_PKG = os.environ.get("E2E_KERNEL_PKG", "linux-image-6.1.0-56-amd64")
 OSTREE = os.environ.get("OSTREE_RS_BIN", "")
 PREPARE_ROOT = os.environ.get("OSTREE_PREPARE_ROOT_BIN", "")
 BOOT_TIMEOUT = float(os.environ.get("E2E_BOOT_TIMEOUT", "240"))
-SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-staged,grub2-powercut,grub2-badkarg,grub2-missingdeploy,syslinux-boot,uboot").split(",")
+SCENARIOS = os.environ.get("E2E_SCENARIOS", "grub2-boot,grub2-upgrade,grub2-rollback,grub2-staged,grub2-powercut,grub2-badkarg,grub2-missingdeploy,grub2-badentry,syslinux-boot,uboot").split(",")
 # Cut points: "X" seconds after the upgrade starts, "fX" X times the upgrade's duration as
 # measured by grub2-upgrade (5 s when it did not run), "dX" X seconds after the upgrade
 # command returned (its result must then be durable: the next boot is v2).
@@ -442,15 +443,18 @@ def main():
         ostree("pull-local", f"--repo={repo}", upd, csums["v1"])
         ostree("refs", f"--repo={repo}", f"--create={REMOTE}:{REF}", csums["v1"])
 
+    def install_grub(sysroot, extra=""):
+        grub = sysroot / "boot/grub"
+        grub.mkdir(parents=True)
+        shutil.copytree("/usr/lib/grub/i386-pc", grub / "i386-pc",
+                        ignore=shutil.ignore_patterns("*.img", "*.image", "*.S", "*.h"))
+        (grub / "grub.cfg").write_text(
+            "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+            "source /boot/loader/grub.cfg\nset timeout=0\n" + extra)
+
     sysroot = WORK / "sysroot"
     init_sysroot(sysroot)
-    grub = sysroot / "boot/grub"
-    grub.mkdir(parents=True)
-    shutil.copytree("/usr/lib/grub/i386-pc", grub / "i386-pc",
-                    ignore=shutil.ignore_patterns("*.img", "*.image", "*.S", "*.h"))
-    (grub / "grub.cfg").write_text(
-        "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
-        "source /boot/loader/grub.cfg\nset timeout=0\n")
+    install_grub(sysroot)
     ostree("admin", "deploy", f"--sysroot={sysroot}", f"--os={OS_NAME}",
            *[f"--karg={k}" for k in KARGS], f"{REMOTE}:{REF}")
     loader_cfg = (sysroot / "boot/loader/grub.cfg").read_text()
@@ -602,6 +606,32 @@ def main():
         expect("E2E-INITRAMFS-FAILED" in text and "E2E-BOOTED" not in text, "booted anyway", text)
         return "error shown: " + re.search(r"ostree-prepare-root: error: [^\r\n]*", text).group(0)
 
+    def s_badentry():
+        # Two deployments of v1 (serials 0 and 1); the default entry, the newer deployment's,
+        # is damaged (its ostree= names a boot link that does not exist: badkarg shows that
+        # entry's error). The other entry, chosen at the menu (`set default=1` after the
+        # loader's config), still boots its deployment.
+        sr = WORK / "sysroot-two"
+        init_sysroot(sr)
+        install_grub(sr, "set default=1\n")
+        for _ in range(2):
+            ostree("admin", "deploy", f"--sysroot={sr}", f"--os={OS_NAME}",
+                   *[f"--karg={k}" for k in KARGS], f"{REMOTE}:{REF}")
+        cfg = sr / "boot/loader/grub.cfg"
+        text = cfg.read_text()
+        expect(text.count("ostree=/ostree/boot.") == 2, "expected two menu entries", text)
+        cfg.write_text(re.sub(r"ostree=/ostree/boot\.\d/", "ostree=/ostree/boot.9/", text, count=1))
+        p = WORK / "root-two.img"
+        make_ext4(sr, p, size, "ostreeroot")
+        shutil.rmtree(sr)
+        make_disk(p, disk)
+        p.unlink()
+        text, info = boot(disk, "", "badentry-other")
+        disk.unlink()
+        check_v(info, "v1", text, csums)
+        expect(info["deploy"].endswith(".0"), f"booted {info['deploy']}, expected the serial-0 deployment", text)
+        return f"first entry damaged; the second entry booted {info['deploy']}"
+
     def s_syslinux():
         # SYSLINUX reads FAT: partition 1 is a FAT copy of the sysroot's /boot (its
         # syslinux.cfg is the one our deploy wrote into boot/loader/), partition 2 the ext4
@@ -714,6 +744,7 @@ zboot 0x3000000 0 0x5000000 ${filesize}
     scenario("grub2-powercut", s_powercut)
     scenario("grub2-badkarg", s_badkarg)
     scenario("grub2-missingdeploy", s_missingdeploy)
+    scenario("grub2-badentry", s_badentry)
     scenario("syslinux-boot", s_syslinux)
     scenario("uboot", s_uboot)
 
