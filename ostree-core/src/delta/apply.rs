@@ -611,7 +611,7 @@ impl Repo {
                 header.version
             )));
         }
-        let have = self.store().has_many(&header.objects).await?;
+        let have = self.has_objects(&header.objects).await?;
         if have.iter().all(|h| *h) {
             return Ok(0);
         }
@@ -699,7 +699,7 @@ impl Repo {
             ..Default::default()
         };
         let fb_keys: Vec<ObjectKey> = sb.fallbacks.iter().map(|f| f.key).collect();
-        let fb_have = self.store().has_many(&fb_keys).await?;
+        let fb_have = self.has_objects(&fb_keys).await?;
         if let Some((k, _)) = fb_keys.iter().zip(&fb_have).find(|(_, h)| !**h) {
             return Err(Error::invalid(format!(
                 "Cannot execute delta offline: contains nonempty http fallback entries (object {}.{} is missing)",
@@ -723,7 +723,7 @@ impl Repo {
                 let repo = self.clone();
                 async move {
                     let h = &sb.parts[i];
-                    let have = repo.store().has_many(&h.objects).await?;
+                    let have = repo.has_objects(&h.objects).await?;
                     if have.iter().all(|x| *x) {
                         return Ok::<_, Error>(None);
                     }

@@ -418,7 +418,7 @@ impl DeltaApplier for StaticDeltas {
 
         // Fallback objects: counted in the delta's size, fetched as loose objects.
         let fb_keys: Vec<ObjectKey> = sb.fallbacks.iter().map(|f| f.key).collect();
-        let fb_have = store.has_many(&fb_keys).await?;
+        let fb_have = repo.has_objects(&fb_keys).await?;
         let mut fallbacks = Vec::new();
         for (fb, have) in sb.fallbacks.iter().zip(fb_have) {
             c.delta_fallbacks_total.fetch_add(1, Ordering::Relaxed);
@@ -443,7 +443,7 @@ impl DeltaApplier for StaticDeltas {
 
         // The target commit: checked and its signatures verified before anything is applied.
         let ckey = ObjectKey::new(to, ObjectType::Commit);
-        let have_commit = store.has(&ckey).await?;
+        let have_commit = repo.has_object(&ckey).await?;
         let detached = sb.detached_commitmeta();
         if !job.dry_run {
             crate::content::check(ObjectType::Commit, &to, &Checksum::of(&sb.commit))?;
@@ -476,7 +476,7 @@ impl DeltaApplier for StaticDeltas {
             c.delta_parts_total.fetch_add(1, Ordering::Relaxed);
             c.delta_size_total.fetch_add(h.size, Ordering::Relaxed);
             c.delta_usize_total.fetch_add(h.usize, Ordering::Relaxed);
-            let have = store.has_many(&h.objects).await?;
+            let have = repo.has_objects(&h.objects).await?;
             if have.iter().all(|x| *x) {
                 c.delta_parts_fetched.fetch_add(1, Ordering::Relaxed);
                 c.delta_size_fetched.fetch_add(h.size, Ordering::Relaxed);

@@ -161,6 +161,24 @@ impl Repo {
         }
     }
 
+    /// [`Repo::has_object`] for many keys at once: one batched question to this store, then
+    /// the `core.parent` chain for the keys it lacks.
+    pub async fn has_objects(&self, keys: &[ObjectKey]) -> Result<Vec<bool>> {
+        let mut have = self.inner.store.has_many(keys).await?;
+        if have.iter().all(|h| *h) {
+            return Ok(have);
+        }
+        if let Some(p) = self.parent().await? {
+            let missing: Vec<usize> = (0..keys.len()).filter(|&i| !have[i]).collect();
+            let ask: Vec<ObjectKey> = missing.iter().map(|&i| keys[i]).collect();
+            let found = Box::pin(p.has_objects(&ask)).await?;
+            for (i, f) in missing.into_iter().zip(found) {
+                have[i] = f;
+            }
+        }
+        Ok(have)
+    }
+
     /// Load a metadata object's bytes (falling back to the `core.parent` repository); a
     /// missing object is `NotFound` with ostree's wording.
     pub async fn load_meta(&self, ty: ObjectType, csum: &Checksum) -> Result<Bytes> {

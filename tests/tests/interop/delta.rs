@@ -411,3 +411,46 @@ fn corrupted_deltas_fail_cleanly() {
         r.describe()
     );
 }
+
+/// A repository whose `core.parent` already holds every object of a delta applies none of its
+/// parts and writes no commit (ostree asks `ostree_repo_has_object`, which looks in the
+/// parent): nothing is copied into the child, and both binaries read v2 through the parent.
+#[test]
+fn delta_into_a_child_of_a_parent_holding_the_objects() {
+    let Some((ours, real)) = both() else { return };
+    let tmp = scratch("delta-parent-");
+    let (v1, v2) = make_repo(&real, tmp.path());
+    let src = tmp.path().join("src-repo");
+    real.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+        ],
+    );
+    let child = tmp.path().join("child");
+    real.init(&child, "archive");
+    real.ok(&child, &["config", "set", "core.parent", path_str(&src)]);
+    let name = format!("{v1}-{v2}");
+    ours.ok(
+        &child,
+        &[
+            "static-delta",
+            "apply-offline",
+            path_str(&delta_dir(&real, &src, &name).join("superblock")),
+        ],
+    );
+    let stored: Vec<String> = walk(&child.join("objects"))
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "objects the parent holds were written into the child: {stored:?}"
+    );
+    let want = real.ok(&src, &["ls", "-R", "-C", &v2]);
+    assert_eq!(real.ok(&child, &["ls", "-R", "-C", &v2]), want);
+    assert_eq!(ours.ok(&child, &["ls", "-R", "-C", &v2]), want);
+}
