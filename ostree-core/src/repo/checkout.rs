@@ -825,7 +825,7 @@ impl Ctx {
         let res = (|| -> Result<()> {
             let mut f = std::fs::File::from(fd);
             let mut reader = content.body.into_reader();
-            let n = copy_large(&mut reader, &mut f)
+            let n = copy_large(&mut reader, &mut f, content.size)
                 .map_err(|e| Error::io(format!("writing {what}"), e))?;
             if n != content.size {
                 return Err(Error::corrupted(format!(
@@ -911,11 +911,17 @@ impl Ctx {
     }
 }
 
-/// Copy with a large buffer (std's copy uses 8 KiB, which means many small writes when the
-/// source is an inflating reader). Files use `copy_file_range` when both ends allow it.
-fn copy_large(r: &mut dyn std::io::Read, w: &mut std::fs::File) -> std::io::Result<u64> {
+/// Copy with a buffer of up to 256 KiB (std's copy uses 8 KiB, which means many small writes
+/// when the source is an inflating reader), sized to the `expected` length: a zeroed 256 KiB
+/// buffer per small file (an /etc of a thousand files) cost more than the copies.
+fn copy_large(
+    r: &mut dyn std::io::Read,
+    w: &mut std::fs::File,
+    expected: u64,
+) -> std::io::Result<u64> {
     use std::io::Write;
-    let mut buf = vec![0u8; 256 * 1024];
+    let cap = expected.clamp(4096, 256 * 1024) as usize;
+    let mut buf = vec![0u8; cap];
     let mut total = 0u64;
     loop {
         let n = match r.read(&mut buf) {

@@ -61,8 +61,11 @@ fn same_content(a: &Path, b: &Path, len: u64) -> Result<bool> {
     }
     let mut fa = std::fs::File::open(a).map_err(|e| Error::io_path("open", a, e))?;
     let mut fb = std::fs::File::open(b).map_err(|e| Error::io_path("open", b, e))?;
-    let mut ba = vec![0u8; 64 * 1024];
-    let mut bb = vec![0u8; 64 * 1024];
+    // Buffers no larger than the file: most of /etc is a few hundred bytes, and zeroing two
+    // 64 KiB buffers per file cost more than reading it.
+    let cap = len.min(64 * 1024) as usize;
+    let mut ba = vec![0u8; cap];
+    let mut bb = vec![0u8; cap];
     loop {
         let n = read_full(&mut fa, &mut ba).map_err(|e| Error::io_path("read", a, e))?;
         let m = read_full(&mut fb, &mut bb).map_err(|e| Error::io_path("read", b, e))?;
