@@ -31,6 +31,7 @@ pub mod push;
 pub mod registry;
 pub mod repo;
 pub mod sign;
+mod spool;
 pub mod store;
 pub mod sysroot;
 

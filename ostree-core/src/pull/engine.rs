@@ -130,7 +130,13 @@ pub struct Engine {
     verified: Mutex<HashSet<Checksum>>,
     /// Objects may be hardlinked from the source repository.
     link: Option<LinkModes>,
+    /// Where file objects larger than [`SPOOL_OVER`] are decompressed (not held in memory).
+    spool_dir: std::path::PathBuf,
 }
+
+/// File objects whose content is larger than this are decompressed into a spool file in the
+/// repository's `tmp/` rather than into memory (a pull of a Debian tree meets a 32 MB file).
+const SPOOL_OVER: u64 = 4 * 1024 * 1024;
 
 /// A local source repository on the same filesystem and with the same owner as the
 /// destination: objects can be hardlinked from it (ostree's `import_one_object_direct`).
@@ -230,8 +236,10 @@ impl Engine {
         counters: Arc<Counters>,
     ) -> Self {
         let link = link_modes(&repo, source.as_ref());
+        let spool_dir = crate::spool::dir_for(&repo);
         Engine {
             link,
+            spool_dir,
             repo,
             source,
             caches,
@@ -658,16 +666,27 @@ impl Engine {
         let verify = (self.opts.verify && !self.opts.trust_content) || from_cache;
         let bareuseronly = self.opts.bareuseronly_files;
         let archive_dest = store.mode().is_archive();
-        let write = tokio::task::spawn_blocking(move || -> Result<(ObjectWrite, u64, bool)> {
+        let spool_dir = self.spool_dir.clone();
+        type Prepared = (ObjectWrite, u64, bool, Option<crate::spool::Spool>);
+        let write = tokio::task::spawn_blocking(move || -> Result<Prepared> {
             match payload {
                 ContentPayload::Archived(raw) => {
                     if !verify && archive_dest && !bareuseronly {
                         // Trusted archive → archive: the bytes as they are.
                         let (meta, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
-                        return Ok((ObjectWrite::Archived(raw), size, meta.is_regular()));
+                        return Ok((ObjectWrite::Archived(raw), size, meta.is_regular(), None));
                     }
                     let (meta, size, mut reader) =
                         read_archived(std::io::Cursor::new(raw.clone()))?;
+                    if !archive_dest && meta.is_regular() && size > SPOOL_OVER {
+                        if bareuseronly {
+                            validate_bareuseronly(&meta, &csum)?;
+                        }
+                        let spool = spool_content(&spool_dir, &meta, reader, verify, &csum)?;
+                        let source = ContentSource::Path(spool.path().to_path_buf());
+                        let write = ObjectWrite::Content { meta, size, source };
+                        return Ok((write, size, true, Some(spool)));
+                    }
                     let mut content = Vec::with_capacity(size as usize);
                     std::io::Read::read_to_end(&mut reader, &mut content).map_err(|e| {
                         Error::corrupted(format!("Corrupted file object {csum}: {e}"))
@@ -681,7 +700,7 @@ impl Engine {
                     }
                     let regular = meta.is_regular();
                     if archive_dest {
-                        Ok((ObjectWrite::Archived(raw), size, regular))
+                        Ok((ObjectWrite::Archived(raw), size, regular, None))
                     } else {
                         Ok((
                             ObjectWrite::Content {
@@ -691,6 +710,7 @@ impl Engine {
                             },
                             size,
                             regular,
+                            None,
                         ))
                     }
                 }
@@ -712,13 +732,15 @@ impl Engine {
                         },
                         size,
                         regular,
+                        None,
                     ))
                 }
             }
         })
         .await
         .map_err(|e| Error::Other(format!("verifying {csum}: {e}")))??;
-        let (write, size, regular) = write;
+        // The spool file (if any) lives until the store has copied it.
+        let (write, size, regular, _spool) = write;
         // Verified (or converted) from a local source: a hardlink of its file when possible.
         let linked = !from_cache
             && match self.link_path(&key, regular) {
@@ -745,6 +767,49 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Decompress a large file object's content into a new spool file in `dir` (hashing it with
+/// its header on the way when `verify`, and checking that against `csum`).
+fn spool_content(
+    dir: &std::path::Path,
+    meta: &FileMeta,
+    mut reader: impl std::io::Read,
+    verify: bool,
+    csum: &Checksum,
+) -> Result<crate::spool::Spool> {
+    use std::io::Write;
+    let (spool, f) = crate::spool::Spool::create(dir, "pull")?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut h = verify.then(|| {
+        let mut h = crate::checksum::Hasher::new();
+        h.update(&meta.file_header());
+        h
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::corrupted(format!(
+                    "Corrupted file object {csum}: {e}"
+                )));
+            }
+        };
+        if let Some(h) = h.as_mut() {
+            h.update(&buf[..n]);
+        }
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
+    }
+    w.flush()
+        .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
+    if let Some(h) = h {
+        check(ObjectType::File, csum, &h.finish())?;
+    }
+    Ok(spool)
 }
 
 /// `_ostree_validate_structureof_metadata`, errors prefixed `CHECKSUM.TYPE: `.

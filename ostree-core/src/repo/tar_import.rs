@@ -24,6 +24,7 @@
 //! * later entries replace earlier ones (files) or merge into them (directories, whose dirmeta
 //!   is replaced); a file where a directory is (or the reverse) is an error.
 
+use crate::spool::Spool;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -899,15 +900,6 @@ enum Body {
     Spool(Spool),
 }
 
-/// A temporary file removed on drop.
-struct Spool(std::path::PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Files larger than this are spooled to disk instead of held in memory.
 const SPOOL_OVER: u64 = 32 * 1024 * 1024;
 
@@ -970,17 +962,7 @@ impl Prepared {
         h: &mut crate::checksum::Hasher,
     ) -> Result<(u64, Body)> {
         use std::io::Write;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = self
-            .spool_dir
-            .join(format!(".tar-import-{}-{n}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io_path("creating spool file", &path, e))?;
-        let spool = Spool(path);
+        let (spool, f) = Spool::create(&self.spool_dir, "tar-import")?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         let mut total = 0u64;
         loop {
@@ -990,11 +972,11 @@ impl Prepared {
             }
             h.update(&buf[..n]);
             w.write_all(&buf[..n])
-                .map_err(|e| Error::io_path("writing spool file", &spool.0, e))?;
+                .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
             total += n as u64;
         }
         w.flush()
-            .map_err(|e| Error::io_path("writing spool file", &spool.0, e))?;
+            .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
         Ok((total, Body::Spool(spool)))
     }
 
@@ -1206,12 +1188,7 @@ impl Repo {
     ) -> Result<()> {
         let (canonical, _) = self.effective_modifier(modifier);
         let skip_xattrs = modifier.skip_xattrs || self.mode() == RepoMode::BareUserOnly;
-        let spool_dir = self
-            .store()
-            .local_root()
-            .map(|r| r.join("tmp"))
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+        let spool_dir = crate::spool::dir_for(self);
         let prep = Arc::new(Prepared {
             spool_dir,
             modifier: modifier.clone(),
@@ -1333,7 +1310,9 @@ impl Repo {
                                 } else {
                                     let source = match &data {
                                         Body::Mem(b) => ContentSource::Bytes(b.clone()),
-                                        Body::Spool(s) => ContentSource::Path(s.0.clone()),
+                                        Body::Spool(s) => {
+                                            ContentSource::Path(s.path().to_path_buf())
+                                        }
                                     };
                                     store
                                         .put(&key, ObjectWrite::Content { meta, size, source })

@@ -400,3 +400,93 @@ fn pull_options() {
     let full = ostree_tests::fixtures::object_names(&srv.join("repo")).len();
     assert!(ostree_tests::fixtures::object_names(&s).len() < full / 2);
 }
+
+/// File objects larger than the engine's in-memory limit (4 MiB) are decompressed into a spool
+/// file: pulled into bare-user and bare repos they check out the same as the real ostree's
+/// copy and pass the real fsck; a corrupted one is refused and stores nothing; no spool file
+/// is left behind either way.
+#[test]
+fn large_objects_are_spooled_and_verified() {
+    let Some((ours, real)) = both() else { return };
+    let d = scratch("pull-large-");
+    let tree = d.path().join("tree");
+    ostree_tests::fsutil::write_file(
+        &tree.join("big/blob"),
+        &ostree_tests::fsutil::det_bytes(7, 6 << 20),
+        0o644,
+    );
+    ostree_tests::fsutil::write_file(&tree.join("small"), b"small\n", 0o644);
+    let srv = d.path().join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    let repo = srv.join("repo");
+    let head = make_served_repo(&real, &repo, &tree);
+    let big = largest_object(&repo);
+    let server = TestServer::start(&srv);
+    let leftovers = |c: &Path| {
+        std::fs::read_dir(c.join("tmp"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".pull-"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    for mode in ["bare-user", "bare"] {
+        if mode == "bare" && !ostree_tests::bins::is_root() {
+            continue;
+        }
+        let c = d.path().join(format!("client-{mode}"));
+        pull_into(&ours, &c, mode, &format!("{}/repo", server.url), &[]);
+        assert_eq!(
+            ours.rev_parse(&c, "origin:main").as_deref(),
+            Some(head.as_str())
+        );
+        real.fsck_clean(&c);
+        checkout_compare(
+            &real,
+            &c,
+            &repo,
+            "origin:main",
+            &d.path().join(format!("co-{mode}")),
+            true,
+        );
+        assert!(
+            leftovers(&c).is_empty(),
+            "spool files left: {:?}",
+            leftovers(&c)
+        );
+    }
+    server.add_rule(&big, Fault::Corrupt, None);
+    let c = d.path().join("client-corrupt");
+    let r = {
+        ours.init(&c, "bare-user");
+        ours.ok(
+            &c,
+            &[
+                "remote",
+                "add",
+                "--no-gpg-verify",
+                "origin",
+                &format!("{}/repo", server.url),
+            ],
+        );
+        ours.fails(&c, &["pull", "origin", "main"])
+    };
+    assert!(
+        r.err().contains("Corrupted") || r.err().contains("checksum"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        !c.join("objects")
+            .join(big.replace(".filez", ".file"))
+            .exists(),
+        "the corrupted object was stored"
+    );
+    assert!(
+        leftovers(&c).is_empty(),
+        "spool files left: {:?}",
+        leftovers(&c)
+    );
+}
