@@ -35,6 +35,8 @@ pub fn handler_for(path: &str) -> Handler {
         "commit" => builtins::commit,
         "config" => builtins::config,
         "export" => builtins::export,
+        "find-remotes" => builtins::finder::find_remotes,
+        "create-usb" => builtins::finder::create_usb,
         "diff" => builtins::diff,
         "fsck" => builtins::fsck,
         "init" => builtins::init,

@@ -20,6 +20,7 @@ pub mod content;
 pub mod delta;
 pub mod error;
 pub mod fetcher;
+pub mod finder;
 pub mod fslock;
 pub mod gvariant;
 pub mod keyfile;

@@ -11,6 +11,7 @@ pub mod commit;
 pub mod delta;
 pub mod diff;
 pub mod export;
+pub mod finder;
 pub mod inspect;
 pub mod prune;
 pub mod pull;

@@ -58,6 +58,11 @@ pub struct PullOptions {
     pub refs: Vec<String>,
     /// Per-ref commit overrides (`REF@COMMIT`), parallel to `refs`.
     pub override_commits: Vec<Option<Checksum>>,
+    /// Per-ref collection IDs, parallel to `refs` (ostree's `collection-refs` option; empty or
+    /// `None`: plain refs). A collection–ref without an override resolves through the
+    /// summary's collection map (or the source's collection refs), and a mirror stores it as
+    /// a collection–ref (`refs/mirrors/ID/REF`, or `refs/heads/REF` for our own collection).
+    pub collection_ids: Vec<Option<String>>,
     /// `--url`.
     pub override_url: Option<String>,
     /// `--subpath`.
@@ -122,6 +127,7 @@ impl Default for PullOptions {
         PullOptions {
             refs: Vec::new(),
             override_commits: Vec::new(),
+            collection_ids: Vec::new(),
             override_url: None,
             subdirs: Vec::new(),
             mirror: false,
@@ -480,52 +486,81 @@ async fn fetch_summary(
 fn dedupe_refs(opts: &mut PullOptions) {
     let mut refs: Vec<String> = Vec::new();
     let mut overs: Vec<Option<Checksum>> = Vec::new();
+    let mut cids: Vec<Option<String>> = Vec::new();
     for (i, r) in opts.refs.iter().enumerate() {
         let o = opts.override_commits.get(i).copied().flatten();
-        match refs.iter().position(|x| x == r) {
+        let c = opts.collection_ids.get(i).cloned().flatten();
+        match (0..refs.len()).find(|&j| refs[j] == *r && cids[j] == c) {
             Some(j) => overs[j] = o,
             None => {
                 refs.push(r.clone());
                 overs.push(o);
+                cids.push(c);
             }
         }
     }
     opts.refs = refs;
     opts.override_commits = overs;
+    opts.collection_ids = if cids.iter().any(Option::is_some) {
+        cids
+    } else {
+        Vec::new()
+    };
 }
 
 /// Pull from a configured remote, or a URL, into `repo` (`ostree pull`).
 pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result<PullStats> {
+    if remote_or_url.contains("://") {
+        pull_inner(repo, None, remote_or_url, opts).await
+    } else {
+        let r = repo.remote(&opts.remotes_dir, remote_or_url).await?;
+        pull_remote(repo, r, opts).await
+    }
+}
+
+/// Pull from a remote given by value: a configured one, or one a repo finder made up (a
+/// dynamic remote: not in the configuration, its keys given by `opts.verification`).
+pub async fn pull_remote(repo: &Repo, remote: Remote, opts: PullOptions) -> Result<PullStats> {
+    let name = remote.name.clone();
+    pull_inner(repo, Some(remote), &name, opts).await
+}
+
+async fn pull_inner(
+    repo: &Repo,
+    remote: Option<Remote>,
+    remote_or_url: &str,
+    opts: PullOptions,
+) -> Result<PullStats> {
     let start = Instant::now();
     let mut opts = opts;
     dedupe_refs(&mut opts);
     let registry = opts.registry.unwrap_or_else(Registry::global);
-    let (remote, url_spec): (Option<Remote>, String) = if remote_or_url.contains("://") {
-        (None, remote_or_url.to_string())
-    } else {
-        let r = repo.remote(&opts.remotes_dir, remote_or_url).await?;
-        if let Some(s) = r.get("unconfigured-state") {
-            return Err(Error::Other(format!("remote unconfigured-state: {s}")));
-        }
-        if let Some(b) = r.get("custom-backend") {
-            return Err(Error::Other(format!(
-                "Cannot fetch via libostree - remote '{}' uses custom backend '{b}'",
-                r.name
-            )));
-        }
-        let u = match &opts.override_url {
-            Some(u) => u.clone(),
-            None => {
-                if r.get("metalink").is_some() {
-                    return Err(Error::NotImplemented {
-                        operation: "metalink remotes".into(),
-                        implementer: "this ostree".into(),
-                    });
-                }
-                r.url()?
+    let (remote, url_spec): (Option<Remote>, String) = match remote {
+        None => (None, remote_or_url.to_string()),
+        Some(r) => {
+            if let Some(s) = r.get("unconfigured-state") {
+                return Err(Error::Other(format!("remote unconfigured-state: {s}")));
             }
-        };
-        (Some(r), u)
+            if let Some(b) = r.get("custom-backend") {
+                return Err(Error::Other(format!(
+                    "Cannot fetch via libostree - remote '{}' uses custom backend '{b}'",
+                    r.name
+                )));
+            }
+            let u = match &opts.override_url {
+                Some(u) => u.clone(),
+                None => {
+                    if r.get("metalink").is_some() {
+                        return Err(Error::NotImplemented {
+                            operation: "metalink remotes".into(),
+                            implementer: "this ostree".into(),
+                        });
+                    }
+                    r.url()?
+                }
+            };
+            (Some(r), u)
+        }
     };
     let remote_name = remote.as_ref().map(|r| r.name.clone());
     let mut opts = opts;
@@ -694,7 +729,8 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
     let mut targets = Vec::new();
     for (i, name) in opts.refs.iter().enumerate() {
         let over = opts.override_commits.get(i).copied().flatten();
-        if checksum::is_valid_hex(name) {
+        let req_cid = opts.collection_ids.get(i).cloned().flatten();
+        if checksum::is_valid_hex(name) && req_cid.is_none() {
             targets.push(Target {
                 name: None,
                 commit: Checksum::from_hex(&name.to_ascii_lowercase())?,
@@ -707,27 +743,31 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
             Some(c) => c,
             None => match &summary {
                 Some(s) => {
-                    s.refs
-                        .get(name)
+                    s.lookup(req_cid.as_deref(), name)
                         .ok_or_else(|| {
-                            Error::not_found(format!(
-                                "No such branch '{name}' in repository summary"
-                            ))
+                            Error::not_found(match &req_cid {
+                                Some(c) => {
+                                    format!("No such branch ({c}, {name}) in repository summary")
+                                }
+                                None => format!("No such branch '{name}' in repository summary"),
+                            })
                         })?
                         .1
                 }
                 None => {
-                    let b = src
-                        .file(&format!("refs/heads/{name}"), 4096)
-                        .await?
-                        .ok_or_else(|| {
-                            Error::not_found(format!(
-                                "Server returned HTTP 404 for refs/heads/{name}"
-                            ))
-                        })?;
+                    // Without a summary (so no main collection ID), a collection–ref is
+                    // read from `refs/mirrors/ID/REF`.
+                    let path = match &req_cid {
+                        Some(c) => format!("refs/mirrors/{c}/{name}"),
+                        None => format!("refs/heads/{name}"),
+                    };
+                    let b = src.file(&path, 4096).await?.ok_or_else(|| {
+                        Error::not_found(format!("Server returned HTTP 404 for refs/heads/{name}"))
+                    })?;
                     let t = String::from_utf8_lossy(&b).trim_end().to_string();
+                    let shown = req_cid.as_deref().unwrap_or("(empty)");
                     let bad = |e: String| {
-                        Error::Other(format!("Fetching checksum for ref ((empty), {name}): {e}"))
+                        Error::Other(format!("Fetching checksum for ref ({shown}, {name}): {e}"))
                     };
                     if t.len() != 64 {
                         // ostree quashes the text (an HTML page, say) to 64 bytes, one line.
@@ -739,8 +779,10 @@ pub async fn pull(repo: &Repo, remote_or_url: &str, opts: PullOptions) -> Result
                 }
             },
         };
-        // A mirror keeps the collection ID the summary gives the ref (refs/mirrors/ID/REF).
+        // A mirror keeps the collection ID the summary gives the ref (refs/mirrors/ID/REF),
+        // or the one it was asked for as a collection–ref.
         let cid = match &summary {
+            _ if opts.mirror && req_cid.is_some() => req_cid.as_deref(),
             Some(s) if opts.mirror && over.is_none() => s.collection_id.as_deref(),
             _ => None,
         };
@@ -1117,13 +1159,20 @@ async fn pull_from_repo(
         opts.ref_remote.clone()
     };
     // A mirror keeps the collection ID the source's summary publishes.
-    let src_cid = match src.store().read_file("summary").await? {
-        Some(b) if opts.mirror => parse_summary(&b).ok().and_then(|s| s.collection_id),
+    let src_summary = src.store().read_file("summary").await?;
+    let src_cid = match &src_summary {
+        Some(b) if opts.mirror => parse_summary(b).ok().and_then(|s| s.collection_id),
         _ => None,
     };
     let mut targets = Vec::new();
     for (i, name) in opts.refs.iter().enumerate() {
         let over = opts.override_commits.get(i).copied().flatten();
+        if let Some(cid) = opts.collection_ids.get(i).cloned().flatten() {
+            targets.push(
+                collection_target(repo, src, src_summary.as_ref(), &cid, name, over, &opts).await?,
+            );
+            continue;
+        }
         if checksum::is_valid_hex(name) {
             targets.push(Target {
                 name: None,
@@ -1162,6 +1211,80 @@ async fn pull_from_repo(
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// The target of a collection–ref pulled from a local repository: its commit from the
+/// source's summary when it has one, else from the source's collection–refs (ostree's
+/// `fetch_ref_contents`); a mirror stores it as a collection–ref.
+async fn collection_target(
+    repo: &Repo,
+    src: &Repo,
+    src_summary: Option<&Bytes>,
+    cid: &str,
+    name: &str,
+    over: Option<Checksum>,
+    opts: &PullOptions,
+) -> Result<Target> {
+    crate::repo::refs::validate_ref_name(name)?;
+    let cref = crate::repo::refs::CollectionRef::new(cid, name);
+    let commit = match (over, src_summary) {
+        (Some(c), _) => c,
+        (None, Some(b)) => {
+            parse_summary(b)
+                .unwrap_or_default()
+                .lookup(Some(cid), name)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "No such branch ({cid}, {name}) in repository summary"
+                    ))
+                })?
+                .1
+        }
+        (None, None) => src
+            .resolve_collection_ref(&cref, false, false)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Collection–ref ({cid}, {name}) not found")))?,
+    };
+    let store_name = if opts.mirror {
+        repo.collection_ref_store_name(&cref)
+    } else {
+        crate::repo::refs::store_ref_name(opts.ref_remote.as_deref(), name)
+    };
+    let old = repo.store().read_ref(&store_name).await?;
+    Ok(Target {
+        name: Some(name.to_string()),
+        commit,
+        store_ref: Some((store_name, old)),
+    })
+}
+
+/// An object source for a remote given by value (configured, or made up by a repo finder):
+/// the repository itself for a `file://` URL, else fetchers for its `url` (and
+/// `contenturl`).
+pub async fn source_for_remote(
+    repo: &Repo,
+    remote: &Remote,
+    opts: &PullOptions,
+) -> Result<Arc<dyn ObjectSource>> {
+    let registry = opts.registry.unwrap_or_else(Registry::global);
+    let url = remote.url()?;
+    if url.starts_with("file://") {
+        let u =
+            Url::parse(&url).map_err(|e| Error::invalid(format!("Invalid URL '{url}': {e}")))?;
+        let src = Repo::open_with(registry, &u, OpenOptions::default()).await?;
+        return Ok(Arc::new(LocalSource { repo: src }));
+    }
+    let cfg = fetcher_config(repo, Some(remote), opts)?;
+    let meta = mirrors_for(registry, &url, &cfg).await?;
+    let content = match remote.get("contenturl") {
+        Some(c) => mirrors_for(registry, &c, &cfg).await?,
+        None => Mirrors(meta.0.clone()),
+    };
+    let policy = NetPolicy {
+        retries: opts.network_retries,
+        ..NetPolicy::default()
+    };
+    Ok(Arc::new(RemoteSource::new(meta, content, policy)))
 }
 
 /// The refs a remote publishes: from its summary, else none (`ostree remote refs`).

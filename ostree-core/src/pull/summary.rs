@@ -27,6 +27,9 @@ pub struct RemoteSummary {
     pub delta_digests: BTreeMap<String, Variant>,
     /// `ostree.summary.indexed-deltas`.
     pub indexed_deltas: bool,
+    /// The refs of other collections (`ostree.summary.collection-map`): collection ID → ref
+    /// name → (commit size, commit checksum).
+    pub collection_map: BTreeMap<String, BTreeMap<String, (u64, Checksum)>>,
     /// The raw additional metadata.
     pub metadata: Vec<(String, Variant)>,
 }
@@ -40,13 +43,8 @@ pub fn parse_summary(data: &[u8]) -> Result<RemoteSummary> {
     let bad = || Error::corrupted("Invalid summary");
     let mut out = RemoteSummary::default();
     for r in f.first().and_then(Variant::as_array).ok_or_else(bad)? {
-        let t = r.as_tuple().ok_or_else(bad)?;
-        let name = t.first().and_then(Variant::as_str).ok_or_else(bad)?;
-        crate::repo::refs::validate_ref_name(name)?;
-        let d = t.get(1).and_then(Variant::as_tuple).ok_or_else(bad)?;
-        let size = d.first().and_then(Variant::as_u64).ok_or_else(bad)?;
-        let csum = Checksum::from_bytes(d.get(1).and_then(Variant::as_bytes).ok_or_else(bad)?)?;
-        out.refs.insert(name.to_string(), (size, csum));
+        let (name, entry) = parse_ref_entry(r)?;
+        out.refs.insert(name, entry);
     }
     for e in f.get(1).and_then(Variant::as_array).ok_or_else(bad)? {
         let Variant::DictEntry(k, val) = e else {
@@ -70,6 +68,21 @@ pub fn parse_summary(data: &[u8]) -> Result<RemoteSummary> {
             "ostree.summary.indexed-deltas" => {
                 out.indexed_deltas = inner.as_bool().unwrap_or(false)
             }
+            "ostree.summary.collection-map" => {
+                // A value of another type is ignored, as `g_variant_lookup_value` does.
+                for e in inner.as_array().unwrap_or(&[]) {
+                    let Variant::DictEntry(id, refs) = e else {
+                        continue;
+                    };
+                    let Some(id) = id.as_str() else { continue };
+                    crate::repo::refs::validate_collection_id(id)?;
+                    let map = out.collection_map.entry(id.to_string()).or_default();
+                    for r in refs.as_array().unwrap_or(&[]) {
+                        let (name, entry) = parse_ref_entry(r)?;
+                        map.insert(name, entry);
+                    }
+                }
+            }
             "ostree.static-deltas" => {
                 for d in inner.as_array().unwrap_or(&[]) {
                     if let Variant::DictEntry(dk, dv) = d
@@ -86,6 +99,31 @@ pub fn parse_summary(data: &[u8]) -> Result<RemoteSummary> {
         out.metadata.push((k.to_string(), inner));
     }
     Ok(out)
+}
+
+/// One `(s(taya{sv}))` ref entry: name, (commit size, commit checksum).
+fn parse_ref_entry(r: &Variant) -> Result<(String, (u64, Checksum))> {
+    let bad = || Error::corrupted("Invalid summary");
+    let t = r.as_tuple().ok_or_else(bad)?;
+    let name = t.first().and_then(Variant::as_str).ok_or_else(bad)?;
+    crate::repo::refs::validate_ref_name(name)?;
+    let d = t.get(1).and_then(Variant::as_tuple).ok_or_else(bad)?;
+    let size = d.first().and_then(Variant::as_u64).ok_or_else(bad)?;
+    let csum = Checksum::from_bytes(d.get(1).and_then(Variant::as_bytes).ok_or_else(bad)?)?;
+    Ok((name.to_string(), (size, csum)))
+}
+
+impl RemoteSummary {
+    /// The commit a collection–ref points to (`lookup_commit_checksum_and_collection_from_summary`):
+    /// in the main list when `collection_id` is `None` or the summary's own, else in the
+    /// collection map.
+    pub fn lookup(&self, collection_id: Option<&str>, name: &str) -> Option<(u64, Checksum)> {
+        match collection_id {
+            None => self.refs.get(name).copied(),
+            Some(c) if self.collection_id.as_deref() == Some(c) => self.refs.get(name).copied(),
+            Some(c) => self.collection_map.get(c)?.get(name).copied(),
+        }
+    }
 }
 
 /// The name of a static delta from `from` (or from scratch) to `to`, as summaries list them.

@@ -222,7 +222,7 @@ impl Summary {
 // ------------------------------------------------------------------ GVariantDict order
 
 /// `g_str_hash` (djb2 over *signed* chars).
-fn g_str_hash(s: &str) -> u32 {
+pub(crate) fn g_str_hash(s: &str) -> u32 {
     s.bytes().fold(5381u32, |h, b| {
         h.wrapping_mul(33).wrapping_add(b as i8 as i32 as u32)
     })
@@ -278,7 +278,12 @@ impl GHashOrder {
 
     /// Insert key number `k` (with name `name`); an equal name keeps its slot.
     fn insert(&mut self, k: usize, name: &str, names: &[&str]) {
-        let mut h = g_str_hash(name);
+        self.insert_hashed(k, g_str_hash(name), |o| names[o] == name);
+    }
+
+    /// Insert key number `k` whose hash is `h`; a key `same` as it keeps its slot.
+    fn insert_hashed(&mut self, k: usize, h: u32, same: impl Fn(usize) -> bool) {
+        let mut h = h;
         if h < 2 {
             h = 2;
         }
@@ -286,7 +291,7 @@ impl GHashOrder {
         let mut step = 0;
         let mut tombstone = None;
         while self.hashes[i] != 0 {
-            if self.hashes[i] == h && self.keys[i].is_some_and(|o| names[o] == name) {
+            if self.hashes[i] == h && self.keys[i].is_some_and(&same) {
                 return;
             }
             if self.hashes[i] == 1 && tombstone.is_none() {
@@ -358,6 +363,20 @@ impl GHashOrder {
         self.keys.truncate(new);
         self.noccupied = self.nnodes;
     }
+}
+
+/// The order in which a `GHashTable` iterates keys inserted in the order given, each with its
+/// hash (`hashes[i]`); `same(a, b)` says two keys are equal (the later one is then not added).
+/// Returns key indices.
+pub(crate) fn ghash_iteration_order(
+    hashes: &[u32],
+    same: impl Fn(usize, usize) -> bool,
+) -> Vec<usize> {
+    let mut t = GHashOrder::new();
+    for (i, h) in hashes.iter().enumerate() {
+        t.insert_hashed(i, *h, |o| same(o, i));
+    }
+    t.keys.iter().flatten().copied().collect()
 }
 
 /// Reorder `a{sv}` entries as a `GVariantDict` filled in this order would write them
