@@ -3,6 +3,7 @@
 
 use futures::future::BoxFuture;
 use ostree_core::Checksum;
+use ostree_core::finder::mount::MountFinder;
 use ostree_core::finder::usb::UsbDestination;
 use ostree_core::finder::{
     FindOptions, FinderKind, LAN_UNSUPPORTED, PullFromRemotesOptions, RepoFinder,
@@ -19,6 +20,18 @@ fn fsync_opts(inv: &Invocation) -> OpenOptions {
     OpenOptions {
         fsync: inv.flag("disable-fsync").then_some(false),
         ..OpenOptions::default()
+    }
+}
+
+/// The mount roots the `mount` finder looks at: `$OSTREE_RS_MOUNT_ROOTS` (colon-separated
+/// directories, each looked at as a mounted volume) when set, else the mounts GLib's volume
+/// monitor would list.
+fn mount_roots() -> Vec<std::path::PathBuf> {
+    match std::env::var_os("OSTREE_RS_MOUNT_ROOTS") {
+        Some(v) => std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => ostree_core::finder::mount::system_mount_roots(),
     }
 }
 
@@ -56,17 +69,30 @@ pub fn find_remotes(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
                 } else {
                     list.split(',').collect()
                 };
-                let kinds = ostree_core::finder::parse_finder_names(&names)
+                let mut kinds = ostree_core::finder::parse_finder_names(&names)
                     .map_err(|e| inv.usage_error(e.to_string()))?;
                 if kinds.contains(&FinderKind::Lan) {
-                    return Err(inv.usage_error(LAN_UNSUPPORTED));
+                    // The real ostree drops an Avahi finder that cannot start (with a
+                    // warning) and goes on with the others; alone, it has nothing to run.
+                    if kinds.len() == 1 {
+                        return Err(inv.usage_error(LAN_UNSUPPORTED));
+                    }
+                    crate::opts::eprint_text(
+                        "warning: the LAN (Avahi) repo finder is not supported by this ostree; removing it\n",
+                    );
+                    kinds.retain(|k| *k != FinderKind::Lan);
                 }
                 kinds
             }
             None => ostree_core::finder::default_finder_kinds(&repo)?,
         };
-        let finders: Vec<Box<dyn RepoFinder>> =
-            kinds.into_iter().filter_map(FinderKind::build).collect();
+        let finders: Vec<Box<dyn RepoFinder>> = kinds
+            .into_iter()
+            .filter_map(|k| match k {
+                FinderKind::Mount => Some(Box::new(MountFinder::new(mount_roots())) as _),
+                k => k.build(),
+            })
+            .collect();
         let base = PullOptions {
             remotes_dir: RemotesDir::detect(&repo),
             cache_dir: inv.value("cache-dir").map(std::path::PathBuf::from),
@@ -156,7 +182,7 @@ pub fn create_usb(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         if args.len() < 3 {
             return Err(inv.usage_error("At least one COLLECTION-ID REF pair must be specified"));
         }
-        if args.len() % 2 == 0 {
+        if args.len().is_multiple_of(2) {
             return Err(inv.usage_error("Only complete COLLECTION-ID REF pairs may be specified"));
         }
         let commit = inv.value("commit");

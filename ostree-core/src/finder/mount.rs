@@ -247,6 +247,9 @@ pub fn system_mount_roots() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Refs a result claims, with their commits.
+type RefList = Vec<(CollectionRef, Option<Checksum>)>;
+
 /// A repository found on a mount, with its collection–refs.
 struct FoundRepo {
     path: PathBuf,
@@ -387,7 +390,7 @@ impl MountFinder {
         }
 
         // (repository URI, keyring remote) → refs it serves, in the order first found.
-        let mut found: Vec<(String, Remote, Vec<(CollectionRef, Option<Checksum>)>)> = Vec::new();
+        let mut found: Vec<(String, Remote, RefList)> = Vec::new();
         for r in refs {
             for f in &repos {
                 let Some(c) = f.refs.get(r) else { continue };

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod corrupt;
 mod delta;
+mod finder;
 mod hostile;
 mod kill;
 mod pull;
