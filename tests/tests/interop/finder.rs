@@ -23,6 +23,20 @@ fn key(name: &str) -> String {
     path_str(&keys_dir().join(name)).to_string()
 }
 
+/// A private copy of the test GnuPG home (gpg writes into it when the real ostree signs).
+fn gpghome(dir: &Path) -> PathBuf {
+    let h = dir.join("gpghome");
+    if !h.exists() {
+        std::fs::create_dir_all(&h).expect("mkdir");
+        for f in ["pubring.gpg", "secring.gpg"] {
+            std::fs::copy(keys_dir().join(f), h.join(f)).expect("copy key");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    h
+}
+
 /// A source repository with collection ID `org.example.Apps`, refs app1 and app2 signed with
 /// test key 1 (by ours: pure-Rust signing needs no gpg-agent), a summary; then `local`, a
 /// repository that pulled both from it through a remote `apps-remote` (by `puller`).
@@ -35,7 +49,7 @@ fn sources(ours: &Ostree, puller: &Ostree, d: &Path) -> (PathBuf, PathBuf, Strin
     );
     let tree = d.join("tree");
     make_small_tree(&tree);
-    let home = format!("--gpg-homedir={}", path_str(&keys_dir()));
+    let home = format!("--gpg-homedir={}", path_str(&gpghome(d)));
     let sign = format!("--gpg-sign={KEY1}");
     let t = format!("--tree=dir={}", path_str(&tree));
     let c1 = ours.ok(
@@ -404,7 +418,7 @@ fn find_remotes_report_matches_real() {
             "-s",
             "three",
             &format!("--tree=dir={}", path_str(&tree)),
-            &format!("--gpg-homedir={}", path_str(&keys_dir())),
+            &format!("--gpg-homedir={}", path_str(&gpghome(d.path()))),
             &format!("--gpg-sign={KEY1}"),
             "--timestamp=2030-01-01T00:00:00Z",
         ],
