@@ -656,6 +656,15 @@ impl Commit {
     pub fn checksum(&self) -> Checksum {
         Checksum::of(&self.to_bytes())
     }
+
+    /// The checks of `ostree_validate_structureof_commit` beyond the encoding (which
+    /// [`Commit::from_bytes`] does): no empty metadata key.
+    pub fn validate_structure(&self) -> Result<()> {
+        if self.metadata.0.iter().any(|(k, _)| k.is_empty()) {
+            return Err(Error::invalid("Empty metadata key"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

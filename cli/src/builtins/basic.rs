@@ -215,10 +215,31 @@ pub fn checkout(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
         let rev = &args[0];
         // Like ostree's CLI, checkouts never fsync the files they write (`--fsync` only
         // concerns repository writes, and checkout writes none).
-        if let Some(v) = inv.value("fsync") {
-            parse_boolean(v)?;
-        }
+        // `--fsync=false` does concern the uncompressed-objects cache (ostree sets the repo's
+        // disable_fsync).
+        let cache_fsync = match inv.value("fsync") {
+            Some(v) => (!parse_boolean(v)?).then_some(false),
+            None => None,
+        };
         let fsync = false;
+        // ostree's CLI uses the cache only on its legacy path (`ostree_repo_checkout_tree`),
+        // which it takes unless one of these options needs `ostree_repo_checkout_at`.
+        let enable_uncompressed_cache = ![
+            "disable-cache",
+            "whiteouts",
+            "require-hardlinks",
+            "union-add",
+            "force-copy",
+            "force-copy-zerosized",
+            "bareuseronly-dirs",
+            "union-identical",
+            "process-passthrough-whiteouts",
+        ]
+        .iter()
+        .any(|f| inv.flag(f))
+            && ["skip-list", "selinux-policy", "selinux-prefix"]
+                .iter()
+                .all(|v| inv.value(v).is_none());
         // ot-builtin-checkout.c's option checks.
         let (union, add, identical) = (
             inv.flag("union"),
@@ -261,8 +282,10 @@ pub fn checkout(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
             require_hardlinks: inv.flag("require-hardlinks"),
             bareuseronly_dirs: inv.flag("bareuseronly-dirs"),
             process_whiteouts: inv.flag("whiteouts"),
-            process_passthrough_whiteouts: false,
+            process_passthrough_whiteouts: inv.flag("process-passthrough-whiteouts"),
             fsync,
+            enable_uncompressed_cache,
+            cache_fsync,
             progress: Some(inv.progress()),
         };
         let csum = resolve(&repo, rev).await?;

@@ -816,7 +816,7 @@ fn spool_content(
 fn validate_structure(key: &ObjectKey, data: &[u8]) -> Result<()> {
     let r = match key.ty {
         ObjectType::DirTree => DirTree::from_bytes(data).map(|_| ()),
-        ObjectType::Commit => Commit::from_bytes(data).map(|_| ()),
+        ObjectType::Commit => Commit::from_bytes(data).and_then(|c| c.validate_structure()),
         _ => Ok(()),
     };
     r.map_err(|e| Error::corrupted(format!("{}.{}: {e}", key.checksum, key.ty.name())))

@@ -5,19 +5,26 @@
 //! stores when the modes allow, else copies (inflating archive objects on the fly); (3) set
 //! directory ownership/modes/mtimes bottom-up.
 //!
+//! A user-mode checkout from a local archive repository with
+//! [`CheckoutOptions::enable_uncompressed_cache`] goes through the repository's
+//! uncompressed-objects cache ([`super::ucache`]): files are hardlinked from it, and missing
+//! entries are inflated into it first (staged, made durable with one `syncfs`, then renamed
+//! into place) between phases 2 and 3.
+//!
 //! Safety: every name comes from a validated dirtree (no `/`, `.`, `..`, duplicates), and
 //! every directory is opened relative to the checkout root with `RESOLVE_BENEATH`, so nothing
 //! the repository (or an earlier union checkout) contains can make us write outside the target.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use super::Repo;
+use super::ucache::UncompressedCache;
 use crate::error::IoContext;
 use crate::objects::{DirMeta, DirTree, FileMeta, S_IFDIR, S_IFMT, Xattrs};
 use crate::progress::{NoProgress, Progress};
@@ -71,6 +78,15 @@ pub struct CheckoutOptions {
     pub process_passthrough_whiteouts: bool,
     /// fsync written files and directories.
     pub fsync: bool,
+    /// Use and fill the uncompressed-objects cache of an `archive` repository (see
+    /// [`UncompressedCache`]): `ostree_repo_checkout_tree` does, `ostree_repo_checkout_at`
+    /// does not unless asked. It only applies to user-mode checkouts from a local archive
+    /// repository whose `core.enable-uncompressed-cache` (default true) holds and whose
+    /// `objects/` is writable.
+    pub enable_uncompressed_cache: bool,
+    /// Whether new cache entries are made durable before they get their final name; `None`:
+    /// the repository's `core.fsync` (default true). `checkout --fsync=false` sets `Some(false)`.
+    pub cache_fsync: Option<bool>,
     /// Progress sink.
     pub progress: Option<Arc<dyn Progress>>,
 }
@@ -83,6 +99,7 @@ impl std::fmt::Debug for CheckoutOptions {
             .field("subpath", &self.subpath)
             .field("force_copy", &self.force_copy)
             .field("require_hardlinks", &self.require_hardlinks)
+            .field("enable_uncompressed_cache", &self.enable_uncompressed_cache)
             .finish()
     }
 }
@@ -134,7 +151,128 @@ struct Ctx {
     root_path: PathBuf,
     hardlinkable: bool,
     usermode_repo: bool,
+    /// The uncompressed-objects cache, when this checkout goes through it.
+    ucache: Option<UcState>,
     rt: tokio::runtime::Handle,
+}
+
+/// Files waiting for their new cache entry: (directory, [(name, checksum)]).
+type Deferred = Vec<(String, Vec<(String, Checksum)>)>;
+
+/// A checkout's use of the uncompressed-objects cache. Files found there are hardlinked at
+/// once. Missing entries are inflated into a private staging directory (`tmp/ucache-*`)
+/// and their checkout files deferred; once every file went through, the staging directory is
+/// made durable with one `syncfs` (when fsync is on: ostree fsyncs each new entry instead),
+/// then each entry is renamed into the cache (never replacing one) and hardlinked into the
+/// checkout. A crash thus never leaves an entry with missing bytes under its final name.
+struct UcState {
+    cache: UncompressedCache,
+    /// The open cache directory (opened at the start if it exists, else made for the first
+    /// new entry).
+    dir: Mutex<Option<Arc<OwnedFd>>>,
+    /// `<repo>/tmp`.
+    tmp: PathBuf,
+    fsync: bool,
+    /// This checkout's staging directory (made on the first miss) and its name under `tmp/`.
+    staging: Mutex<Option<Arc<(OwnedFd, String)>>>,
+    deferred: Mutex<Deferred>,
+}
+
+impl UcState {
+    fn dir(&self) -> Option<Arc<OwnedFd>> {
+        self.dir.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn create_dir(&self) -> Result<Arc<OwnedFd>> {
+        let mut g = self
+            .dir
+            .lock()
+            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?;
+        if let Some(d) = g.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(self.cache.create()?);
+        *g = Some(d.clone());
+        Ok(d)
+    }
+
+    fn staging(&self) -> Result<Arc<(OwnedFd, String)>> {
+        let mut g = self
+            .staging
+            .lock()
+            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?;
+        if let Some(s) = g.as_ref() {
+            return Ok(s.clone());
+        }
+        match rustix::fs::mkdir(&self.tmp, Mode::from_raw_mode(0o775)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => {
+                return Err(Error::io(format!("mkdir {}", self.tmp.display()), e.into()));
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("ucache-{}-{nanos:08x}", std::process::id());
+        let path = self.tmp.join(&name);
+        rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700))
+            .ctx(|| format!("mkdir {}", path.display()))?;
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", path.display()))?;
+        let s = Arc::new((fd, name));
+        *g = Some(s.clone());
+        Ok(s)
+    }
+
+    fn defer(&self, rel: &str, name: &str, csum: Checksum) -> Result<()> {
+        let mut g = self
+            .deferred
+            .lock()
+            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?;
+        match g.last_mut() {
+            Some((r, v)) if r == rel && v.len() < 64 => v.push((name.to_string(), csum)),
+            _ => g.push((rel.to_string(), vec![(name.to_string(), csum)])),
+        }
+        Ok(())
+    }
+
+    fn take_deferred(&self) -> Deferred {
+        self.deferred
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for UcState {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.staging.lock()
+            && let Some(s) = g.take()
+            && let Ok(tmp) = rustix::fs::open(
+                &self.tmp,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        {
+            let _ = remove_all_at(&tmp, &s.1);
+        }
+    }
+}
+
+/// How a hardlink attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Link {
+    /// Linked (or, with a union mode, the existing file was kept).
+    Done,
+    /// The source does not exist (only when asked to allow it).
+    Missing,
+    /// Not possible here (another filesystem, link count limit): copy instead.
+    Impossible,
 }
 
 impl Repo {
@@ -210,28 +348,66 @@ impl Repo {
             Mode::empty(),
         )
         .ctx(|| format!("opening {}", parent.display()))?;
-        let ctx = Arc::new(self.checkout_ctx(root, parent.to_path_buf(), opts));
+        let ctx = Arc::new(self.checkout_ctx(root, parent.to_path_buf(), opts)?);
         let csum = *csum;
-        tokio::task::spawn_blocking(move || ctx.file(&ctx.root, "", &name, &csum))
+        let c = ctx.clone();
+        tokio::task::spawn_blocking(move || c.file(&c.root, "", &name, &csum))
             .await
-            .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))?
+            .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))??;
+        place_deferred(&ctx).await
     }
 
-    fn checkout_ctx(&self, root: OwnedFd, root_path: PathBuf, opts: &CheckoutOptions) -> Ctx {
+    fn checkout_ctx(
+        &self,
+        root: OwnedFd,
+        root_path: PathBuf,
+        opts: &CheckoutOptions,
+    ) -> Result<Ctx> {
         let mode = self.mode();
+        // ostree: `is_archive_z2_with_cache` (archive repository, user mode, cache enabled
+        // by the caller and by the repository).
+        let ucache = match UncompressedCache::of(self) {
+            Some(cache)
+                if opts.enable_uncompressed_cache
+                    && opts.mode == CheckoutMode::User
+                    && !opts.force_copy
+                    && UncompressedCache::enabled(self)? =>
+            {
+                let fsync = match opts.cache_fsync {
+                    Some(f) => f,
+                    None => self.config().core_bool("fsync", true)?,
+                };
+                let tmp = cache
+                    .path()
+                    .parent()
+                    .map(|p| p.join("tmp"))
+                    .unwrap_or_else(|| PathBuf::from("tmp"));
+                let dir = cache.open()?.map(Arc::new);
+                Some(UcState {
+                    cache,
+                    dir: Mutex::new(dir),
+                    tmp,
+                    fsync,
+                    staging: Mutex::new(None),
+                    deferred: Mutex::new(Vec::new()),
+                })
+            }
+            _ => None,
+        };
         let usermode_repo = matches!(mode, RepoMode::BareUser | RepoMode::BareUserOnly);
         let hardlinkable = self.store().capabilities().hardlink_checkout
             && ((mode == RepoMode::Bare && opts.mode == CheckoutMode::None)
                 || (usermode_repo && opts.mode == CheckoutMode::User));
-        Ctx {
+        Ok(Ctx {
             repo: self.clone(),
             opts: opts.clone(),
             root,
             root_path,
             hardlinkable,
             usermode_repo,
+            ucache,
             rt: tokio::runtime::Handle::current(),
-        }
+        })
     }
 
     /// Check out a dirtree/dirmeta pair into `dest`.
@@ -259,7 +435,7 @@ impl Repo {
             Mode::empty(),
         )
         .ctx(|| format!("opening {}", dest.display()))?;
-        let ctx = Arc::new(self.checkout_ctx(root, dest.to_path_buf(), opts));
+        let ctx = Arc::new(self.checkout_ctx(root, dest.to_path_buf(), opts)?);
         // ostree checks devices per directory before any file (checkout_tree_at_recurse).
         if opts.require_hardlinks
             && let Some(repo_root) = self.store().local_root()
@@ -399,6 +575,8 @@ impl Repo {
         .buffer_unordered(par)
         .try_collect::<Vec<()>>()
         .await?;
+        // Files waiting for their new uncompressed-cache entry.
+        place_deferred(&ctx).await?;
 
         // Phase 3: directory metadata, deepest first.
         let ctx2 = ctx.clone();
@@ -450,7 +628,165 @@ impl Repo {
     }
 }
 
+/// The second half of a checkout through the uncompressed-objects cache (see [`UcState`]):
+/// make the staged entries durable, move them into the cache and link their files.
+async fn place_deferred(ctx: &Arc<Ctx>) -> Result<()> {
+    let Some(uc) = &ctx.ucache else {
+        return Ok(());
+    };
+    let deferred = uc.take_deferred();
+    if deferred.is_empty() {
+        return Ok(());
+    }
+    let c = ctx.clone();
+    let (cdir, staging) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let Some(uc) = &c.ucache else {
+            return Err(Error::Other("uncompressed cache state vanished".into()));
+        };
+        let staging = uc.staging()?;
+        if uc.fsync {
+            rustix::fs::syncfs(&staging.0).ctx(|| "syncfs (uncompressed cache)".to_string())?;
+        }
+        Ok((uc.create_dir()?, staging))
+    })
+    .await
+    .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))??;
+    let par = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(2)
+        + 1;
+    futures::stream::iter(deferred.into_iter().map(|(rel, files)| {
+        let ctx = ctx.clone();
+        let cdir = cdir.clone();
+        let staging = staging.clone();
+        async move {
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let dfd = open_beneath(&ctx.root, &rel)?;
+                for (name, csum) in &files {
+                    ctx.place_one(&cdir, &staging.0, &dfd, &rel, name, csum)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))?
+        }
+    }))
+    .buffer_unordered(par)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
 impl Ctx {
+    /// Move the staged entry of `csum` into the cache (unless one is there already) and link
+    /// dfd/name to it.
+    fn place_one(
+        &self,
+        cdir: &OwnedFd,
+        staging: &OwnedFd,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        csum: &Checksum,
+    ) -> Result<()> {
+        let entry = UncompressedCache::entry_name(csum);
+        let staged = format!("{csum}.file");
+        UncompressedCache::ensure_fanout(cdir, csum)?;
+        match rustix::fs::renameat_with(
+            staging,
+            staged.as_str(),
+            cdir,
+            entry.as_str(),
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            // NOENT: another file of this checkout with the same content moved it already.
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(Errno::EXIST) => {
+                let _ = rustix::fs::unlinkat(staging, staged.as_str(), AtFlags::empty());
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("Unpacking loose object {csum}: renaming into the cache"),
+                    e.into(),
+                ));
+            }
+        }
+        let key = ObjectKey::new(*csum, ObjectType::File);
+        match self.link(cdir.as_fd(), Path::new(&entry), dfd, rel, name, &key, false)? {
+            Link::Done => Ok(()),
+            _ => self.copy(dfd, rel, name, &key),
+        }
+    }
+
+    /// A file of a checkout through the uncompressed-objects cache.
+    fn file_cached(
+        &self,
+        uc: &UcState,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        key: &ObjectKey,
+    ) -> Result<()> {
+        // Only regular, non-empty, readable files are ever cached, so a hit needs no look at
+        // the object itself.
+        if let Some(cdir) = uc.dir() {
+            let entry = UncompressedCache::entry_name(&key.checksum);
+            match self.link(cdir.as_fd(), Path::new(&entry), dfd, rel, name, key, true)? {
+                Link::Done => return Ok(()),
+                Link::Impossible => return self.copy(dfd, rel, name, key),
+                Link::Missing => {}
+            }
+        }
+        let repo = self.repo.clone();
+        let csum = key.checksum;
+        let content = self
+            .rt
+            .block_on(async move { repo.load_file(&csum).await })?;
+        let m = &content.meta;
+        if m.is_symlink() || content.size == 0 || m.mode & 0o400 == 0 {
+            return self.copy_content(dfd, rel, name, key, content);
+        }
+        let staging = uc.staging()?;
+        let staged = format!("{csum}.file");
+        match rustix::fs::openat(
+            &staging.0,
+            staged.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                let mode = content.meta.mode & 0o7777 & !0o6000;
+                let size = content.size;
+                let res = (|| -> Result<()> {
+                    let mut f = std::fs::File::from(fd);
+                    let mut reader = content.body.into_reader();
+                    let n = copy_large(&mut reader, &mut f, size)
+                        .map_err(|e| Error::io(format!("Unpacking loose object {csum}"), e))?;
+                    if n != size {
+                        return Err(Error::corrupted(format!(
+                            "object {key} has {n} bytes, expected {size}"
+                        )));
+                    }
+                    rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+                        .ctx(|| format!("Unpacking loose object {csum}: fchmod"))
+                })();
+                if let Err(e) = res {
+                    let _ = rustix::fs::unlinkat(&staging.0, staged.as_str(), AtFlags::empty());
+                    return Err(e);
+                }
+            }
+            // The same content elsewhere in this checkout: that file stages it.
+            Err(Errno::EXIST) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("Unpacking loose object {csum}"),
+                    e.into(),
+                ));
+            }
+        }
+        uc.defer(rel, name, csum)
+    }
+
     fn file(&self, dfd: &OwnedFd, rel: &str, name: &str, csum: &Checksum) -> Result<()> {
         crate::objects::validate_filename(name)?;
         let key = ObjectKey::new(*csum, ObjectType::File);
@@ -466,6 +802,10 @@ impl Ctx {
             && let Some(target) = name.strip_prefix(OVERLAYFS_WHITEOUT_PREFIX)
         {
             return self.overlayfs_whiteout(dfd, rel, target, &key);
+        }
+        // Archive user-mode checkouts go through the uncompressed-objects cache.
+        if let Some(uc) = &self.ucache {
+            return self.file_cached(uc, dfd, rel, name, &key);
         }
         let store = self.repo.store();
         // Hardlink fast path.
@@ -483,7 +823,7 @@ impl Ctx {
             let unreadable =
                 self.opts.mode == CheckoutMode::User && !is_symlink && mode & 0o400 == 0;
             if !(bare_user_symlink || zero || unreadable)
-                && self.link(&src, dfd, rel, name, &key)?
+                && self.link(rustix::fs::CWD, &src, dfd, rel, name, &key, false)? == Link::Done
             {
                 return Ok(());
             }
@@ -591,13 +931,15 @@ impl Ctx {
     /// checksum equal to the object's.
     fn identical(
         &self,
+        src_dir: BorrowedFd<'_>,
         src: &Path,
         dfd: &OwnedFd,
         rel: &str,
         name: &str,
         csum: &Checksum,
     ) -> Result<bool> {
-        let a = rustix::fs::lstat(src).ctx(|| format!("stat {}", src.display()))?;
+        let a = rustix::fs::statat(src_dir, src, AtFlags::SYMLINK_NOFOLLOW)
+            .ctx(|| format!("stat {}", src.display()))?;
         let b = rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW)
             .ctx(|| format!("stat {}", join(rel, name)))?;
         if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
@@ -671,43 +1013,46 @@ impl Ctx {
         Ok(h.finish() == *csum)
     }
 
-    /// Try to hardlink `src` (object `key`) to dfd/name. Ok(false) = not possible, copy
-    /// instead.
+    /// Try to hardlink `src` (relative to `src_dir`; object `key`) to dfd/name.
+    #[allow(clippy::too_many_arguments)]
     fn link(
         &self,
+        src_dir: BorrowedFd<'_>,
         src: &Path,
         dfd: &OwnedFd,
         rel: &str,
         name: &str,
         key: &ObjectKey,
-    ) -> Result<bool> {
-        match rustix::fs::linkat(rustix::fs::CWD, src, dfd, name, AtFlags::empty()) {
-            Ok(()) => Ok(true),
+        allow_noent: bool,
+    ) -> Result<Link> {
+        match rustix::fs::linkat(src_dir, src, dfd, name, AtFlags::empty()) {
+            Ok(()) => Ok(Link::Done),
+            Err(Errno::NOENT) if allow_noent => Ok(Link::Missing),
             Err(Errno::EXIST) => match self.opts.overwrite {
                 OverwriteMode::None => Err(Error::io(
                     format!("Hardlinking {} to {}", src.display(), join(rel, name)),
                     std::io::Error::from_raw_os_error(libc::EEXIST),
                 )),
-                OverwriteMode::AddFiles => Ok(true),
+                OverwriteMode::AddFiles => Ok(Link::Done),
                 OverwriteMode::UnionFiles | OverwriteMode::UnionIdentical
-                    if self.identical(src, dfd, rel, name, &key.checksum)? =>
+                    if self.identical(src_dir, src, dfd, rel, name, &key.checksum)? =>
                 {
-                    Ok(true)
+                    Ok(Link::Done)
                 }
                 OverwriteMode::UnionFiles => {
                     let tmp = format!(".ostree-tmp-{}-{}", std::process::id(), rand_suffix());
                     let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
-                    rustix::fs::linkat(rustix::fs::CWD, src, dfd, tmp.as_str(), AtFlags::empty())
+                    rustix::fs::linkat(src_dir, src, dfd, tmp.as_str(), AtFlags::empty())
                         .ctx(|| format!("linkat {}", join(rel, name)))?;
                     if let Err(e) = rustix::fs::renameat(dfd, tmp.as_str(), dfd, name) {
                         let _ = rustix::fs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
                         if e == Errno::ISDIR {
                             remove_all_at(dfd, name)?;
-                            return self.link(src, dfd, rel, name, key);
+                            return self.link(src_dir, src, dfd, rel, name, key, false);
                         }
                         return Err(Error::io(format!("renameat {}", join(rel, name)), e.into()));
                     }
-                    Ok(true)
+                    Ok(Link::Done)
                 }
                 OverwriteMode::UnionIdentical => Err(Error::io(
                     format!("Hardlinking {} to {name}", src.display()),
@@ -717,7 +1062,7 @@ impl Ctx {
             Err(Errno::MLINK) | Err(Errno::XDEV) | Err(Errno::PERM)
                 if !self.opts.require_hardlinks =>
             {
-                Ok(false)
+                Ok(Link::Impossible)
             }
             Err(e) => Err(Error::io(
                 format!("Hardlinking {} to {}", src.display(), join(rel, name)),
@@ -732,6 +1077,18 @@ impl Ctx {
         let content = self
             .rt
             .block_on(async move { repo.load_file(&csum).await })?;
+        self.copy_content(dfd, rel, name, key, content)
+    }
+
+    /// [`Ctx::copy`] of an already loaded object.
+    fn copy_content(
+        &self,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        key: &ObjectKey,
+        content: crate::store::ContentRead,
+    ) -> Result<()> {
         let meta: FileMeta = content.meta;
         let what = join(rel, name);
         if meta.is_symlink() {

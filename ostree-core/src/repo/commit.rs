@@ -1255,6 +1255,7 @@ impl Repo {
         detached: Option<&Metadata>,
         stats: &mut CommitStats,
     ) -> Result<Checksum> {
+        commit.validate_structure()?;
         let bytes = commit.to_bytes();
         let c = Checksum::of(&bytes);
         stats.metadata_objects_total += 1;

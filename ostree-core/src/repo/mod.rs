@@ -24,6 +24,7 @@ pub mod remote;
 pub mod summary;
 pub mod tar_import;
 pub mod traverse;
+pub mod ucache;
 
 use std::sync::{Arc, RwLock};
 

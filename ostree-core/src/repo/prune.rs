@@ -18,6 +18,9 @@
 //! left behind without the tree it references. Callers hold the exclusive repository lock
 //! ([`Repo::lock`]) for the whole operation, so no concurrent commit can gain a reference to
 //! an object being deleted.
+//!
+//! The uncompressed-objects cache of an archive repository loses the entries of the content
+//! objects deleted (see [`super::ucache`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -374,6 +377,11 @@ impl Repo {
             self.store().sync().await?;
         }
         let store = self.store().clone();
+        let deleted_files: Vec<Checksum> = others
+            .iter()
+            .filter(|k| k.ty == ObjectType::File)
+            .map(|k| k.checksum)
+            .collect();
         let sizes: Vec<u64> = futures::stream::iter(others)
             .map(|k| {
                 let store = store.clone();
@@ -396,6 +404,17 @@ impl Repo {
             .try_collect()
             .await?;
         stats.bytes_freed += sizes.iter().sum::<u64>();
+
+        // Uncompressed-cache entries of deleted content objects could never be used again
+        // (ostree leaves them behind); checkouts linked to them keep their copy.
+        if !no_prune
+            && !deleted_files.is_empty()
+            && let Some(cache) = super::ucache::UncompressedCache::of(self)
+        {
+            tokio::task::spawn_blocking(move || cache.remove_entries(&deleted_files))
+                .await
+                .map_err(|e| Error::Other(format!("prune task failed: {e}")))??;
+        }
 
         if !no_prune {
             self.prune_static_deltas(None).await?;

@@ -15,6 +15,7 @@ mod pull;
 mod repo_admin;
 mod rich;
 mod tar;
+mod ucache;
 mod vectors;
 
 /// Generate one `#[test]` per repo mode calling `$body(mode)`.
