@@ -168,32 +168,29 @@ type Deferred = Vec<(String, Vec<(String, Checksum)>)>;
 struct UcState {
     cache: UncompressedCache,
     /// The open cache directory (opened at the start if it exists, else made for the first
-    /// new entry).
-    dir: Mutex<Option<Arc<OwnedFd>>>,
+    /// new entry). Read for every file: lock-free.
+    dir: std::sync::OnceLock<Arc<OwnedFd>>,
     /// `<repo>/tmp`.
     tmp: PathBuf,
     fsync: bool,
+    /// Fan-out directories of the cache known to exist.
+    fanout: [std::sync::atomic::AtomicBool; 256],
     /// This checkout's staging directory (made on the first miss) and its name under `tmp/`.
     staging: Mutex<Option<Arc<(OwnedFd, String)>>>,
     deferred: Mutex<Deferred>,
 }
 
 impl UcState {
-    fn dir(&self) -> Option<Arc<OwnedFd>> {
-        self.dir.lock().map(|g| g.clone()).unwrap_or(None)
+    fn dir(&self) -> Option<&OwnedFd> {
+        self.dir.get().map(|d| &**d)
     }
 
     fn create_dir(&self) -> Result<Arc<OwnedFd>> {
-        let mut g = self
-            .dir
-            .lock()
-            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?;
-        if let Some(d) = g.as_ref() {
+        if let Some(d) = self.dir.get() {
             return Ok(d.clone());
         }
         let d = Arc::new(self.cache.create()?);
-        *g = Some(d.clone());
-        Ok(d)
+        Ok(self.dir.get_or_init(|| d).clone())
     }
 
     fn staging(&self) -> Result<Arc<(OwnedFd, String)>> {
@@ -382,12 +379,16 @@ impl Repo {
                     .parent()
                     .map(|p| p.join("tmp"))
                     .unwrap_or_else(|| PathBuf::from("tmp"));
-                let dir = cache.open()?.map(Arc::new);
+                let dir = std::sync::OnceLock::new();
+                if let Some(d) = cache.open()? {
+                    let _ = dir.set(Arc::new(d));
+                }
                 Some(UcState {
                     cache,
-                    dir: Mutex::new(dir),
+                    dir,
                     tmp,
                     fsync,
+                    fanout: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
                     staging: Mutex::new(None),
                     deferred: Mutex::new(Vec::new()),
                 })
@@ -691,7 +692,13 @@ impl Ctx {
     ) -> Result<()> {
         let entry = UncompressedCache::entry_name(csum);
         let staged = format!("{csum}.file");
-        UncompressedCache::ensure_fanout(cdir, csum)?;
+        if let Some(uc) = &self.ucache {
+            let known = &uc.fanout[csum.0[0] as usize];
+            if !known.load(std::sync::atomic::Ordering::Relaxed) {
+                UncompressedCache::ensure_fanout(cdir, csum)?;
+                known.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         match rustix::fs::renameat_with(
             staging,
             staged.as_str(),
@@ -737,11 +744,8 @@ impl Ctx {
                 Link::Missing => {}
             }
         }
-        let repo = self.repo.clone();
         let csum = key.checksum;
-        let content = self
-            .rt
-            .block_on(async move { repo.load_file(&csum).await })?;
+        let content = self.load(key)?;
         let m = &content.meta;
         if m.is_symlink() || content.size == 0 || m.mode & 0o400 == 0 {
             return self.copy_content(dfd, rel, name, key, content);
@@ -1072,12 +1076,35 @@ impl Ctx {
     }
 
     fn copy(&self, dfd: &OwnedFd, rel: &str, name: &str, key: &ObjectKey) -> Result<()> {
+        let content = self.load(key)?;
+        self.copy_content(dfd, rel, name, key, content)
+    }
+
+    /// Load a content object. An archive object stored as a local file is opened and
+    /// inflated right here (a checkout reads thousands: no round trip through the store's
+    /// blocking pool each); anything else goes through [`Repo::load_file`].
+    fn load(&self, key: &ObjectKey) -> Result<crate::store::ContentRead> {
+        if self.repo.mode() == RepoMode::Archive
+            && let Some(p) = self.repo.store().local_path(key)
+        {
+            match std::fs::File::open(&p) {
+                Ok(f) => {
+                    let (meta, size, reader) = crate::content::read_archived(
+                        std::io::BufReader::with_capacity(64 * 1024, f),
+                    )?;
+                    return Ok(crate::store::ContentRead {
+                        meta,
+                        size,
+                        body: crate::store::ContentBody::Reader(reader),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io_path("Opening content object", &p, e)),
+            }
+        }
         let repo = self.repo.clone();
         let csum = key.checksum;
-        let content = self
-            .rt
-            .block_on(async move { repo.load_file(&csum).await })?;
-        self.copy_content(dfd, rel, name, key, content)
+        self.rt.block_on(async move { repo.load_file(&csum).await })
     }
 
     /// [`Ctx::copy`] of an already loaded object.
