@@ -255,8 +255,27 @@ pub fn content_checksum(meta: &FileMeta, content: impl Read) -> Result<Checksum>
     let mut h = crate::checksum::Hasher::new();
     h.update(&meta.file_header());
     if meta.is_regular() {
+        // A large buffer (fewer, larger calls into an inflating reader than io::copy's
+        // 8 KiB), kept per thread: zeroing a fresh one per small object would cost more than
+        // hashing it.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let mut content = content;
-        std::io::copy(&mut content, &mut h).map_err(|e| Error::io("reading content", e))?;
+        BUF.with(|b| -> Result<()> {
+            let mut buf = b.borrow_mut();
+            if buf.is_empty() {
+                buf.resize(128 * 1024, 0);
+            }
+            loop {
+                match content.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => h.update(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("reading content", e)),
+                }
+            }
+        })?;
     }
     Ok(h.finish())
 }

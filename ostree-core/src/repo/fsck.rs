@@ -95,6 +95,40 @@ impl Repo {
     /// Verify one object; errors are ostree-worded (`fsck content object X: Corrupted file
     /// object; checksum expected='…' actual='…'`).
     pub async fn fsck_object(&self, key: &ObjectKey) -> Result<()> {
+        // An archive content object stored as a local file: open, inflate and hash it in one
+        // blocking task (no round trip through the store's own blocking pool first).
+        if key.ty == ObjectType::File
+            && self.mode() == crate::store::RepoMode::Archive
+            && let Some(p) = self.store().local_path(key)
+        {
+            let key = *key;
+            let direct = tokio::task::spawn_blocking(move || -> Option<Result<()>> {
+                let f = match std::fs::File::open(&p) {
+                    Ok(f) => f,
+                    // Gone meanwhile: let the store answer.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => return Some(Err(Error::io_path("Opening content object", &p, e))),
+                };
+                Some(
+                    crate::content::read_archived(std::io::BufReader::with_capacity(64 * 1024, f))
+                        .and_then(|(meta, size, reader)| {
+                            verify_object(
+                                &key,
+                                ObjectRead::Content(crate::store::ContentRead {
+                                    meta,
+                                    size,
+                                    body: crate::store::ContentBody::Reader(reader),
+                                }),
+                            )
+                        }),
+                )
+            })
+            .await
+            .map_err(|e| Error::Other(format!("fsck worker failed: {e}")))?;
+            if let Some(r) = direct {
+                return r;
+            }
+        }
         let obj = self.store().get(key).await?;
         let key = *key;
         tokio::task::spawn_blocking(move || verify_object(&key, obj))
