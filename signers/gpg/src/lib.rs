@@ -12,7 +12,7 @@ use ostree_core::{Error, Result};
 use pgp::types::KeyDetails;
 use sha1::Digest;
 
-pub use signer::{GpgSigner, default_homedir};
+pub use signer::{GpgSigner, default_homedir, needs_secring_port, port_legacy_secring};
 pub use verify::GpgVerifier;
 
 /// The signature type name.

@@ -11,6 +11,15 @@
 //! Either way the signature is a binary, detached v4 OpenPGP signature over the exact bytes,
 //! made by the newest usable signing subkey of the named key, else its primary key (GnuPG's
 //! choice when given a key ID without `!`).
+//!
+//! The home is left as the real ostree leaves it. ostree signs through GPGME, whose first
+//! `gpg --list-secret-keys` in a GnuPG 1 home makes GnuPG ≥ 2.1 port `secring.gpg` into its
+//! agent (`private-keys-v1.d/`, marker `.gpg-v21-migrated`). Scripts rely on that: after
+//! `ostree commit --gpg-sign`, `gpg --quick-set-expire` on the same home must find the
+//! secret key — and GnuPG ≥ 2.1 never reads `secring.gpg` itself outside that port. So when
+//! signing natively from a home that has not been ported, [`GpgSigner::new`] runs that one
+//! listing too (once per home: the marker stops it; a missing `gpg` or a read-only home is no
+//! error, the signature does not depend on it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,9 +97,33 @@ fn signing_choice(cert: &Cert) -> Option<Option<usize>> {
     }
 }
 
+/// Whether GnuPG ≥ 2.1 has yet to port `homedir`'s legacy `secring.gpg` into its agent.
+pub fn needs_secring_port(homedir: &Path) -> bool {
+    homedir.join("secring.gpg").is_file() && !homedir.join(".gpg-v21-migrated").exists()
+}
+
+/// Let the installed `gpg` port `homedir`'s legacy `secring.gpg` into its agent, as GPGME's
+/// secret-key listing does for the real ostree (see the module documentation). Best effort:
+/// returns whether `gpg` ran and succeeded.
+pub fn port_legacy_secring(homedir: &Path) -> bool {
+    run_gpg(homedir, &["--with-colons", "--list-secret-keys"], None).is_ok()
+}
+
 impl GpgSigner {
-    /// A signer for `key_id` in `homedir` (default: [`default_homedir`]).
+    /// A signer for `key_id` in `homedir` (default: [`default_homedir`]). Like the real
+    /// ostree, this may leave the home ported to GnuPG ≥ 2.1 (see the module documentation);
+    /// [`GpgSigner::without_porting`] never touches it.
     pub fn new(key_id: &str, homedir: Option<&Path>) -> Result<Self> {
+        let s = Self::without_porting(key_id, homedir)?;
+        if s.is_native() && needs_secring_port(&s.homedir) {
+            port_legacy_secring(&s.homedir);
+        }
+        Ok(s)
+    }
+
+    /// [`GpgSigner::new`] without ever running `gpg` for a home signed from natively: the
+    /// home is only read (a read-only or shared home, test data).
+    pub fn without_porting(key_id: &str, homedir: Option<&Path>) -> Result<Self> {
         let homedir = homedir
             .map(Path::to_path_buf)
             .unwrap_or_else(default_homedir);

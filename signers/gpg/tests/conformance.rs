@@ -22,7 +22,7 @@ fn trusting(key_id: &str) -> Box<GpgVerifier> {
 fn fixture() -> SignerFixture {
     let home = data("gpghome");
     SignerFixture {
-        signer: Box::new(GpgSigner::new("7FCA23D8472CDAFA", Some(&home)).unwrap()),
+        signer: Box::new(GpgSigner::without_porting("7FCA23D8472CDAFA", Some(&home)).unwrap()),
         verifier: trusting("7FCA23D8472CDAFA"),
         wrong: trusting("D8228CFECA950D41"),
     }

@@ -76,7 +76,7 @@ fn sign_with_legacy_secring_and_verify() {
         "7FCA23D8472CDAFA",
         "5E65DE75AB1C501862D476347FCA23D8472CDAFA",
     ] {
-        let s = GpgSigner::new(id, Some(home.path())).unwrap();
+        let s = GpgSigner::without_porting(id, Some(home.path())).unwrap();
         assert!(s.is_native());
         let sig = s.sign(b"hello").unwrap();
         let v = verifier(&["gpghome/pubring.gpg"]);
@@ -121,7 +121,7 @@ fn revocation_certificate_import_revokes() {
     // Signatures made by a revoked key are reported as such.
     let home = tempfile::tempdir().unwrap();
     std::fs::copy(data("gpghome/secring.gpg"), home.path().join("secring.gpg")).unwrap();
-    let sig = GpgSigner::new("472CDAFA", Some(home.path()))
+    let sig = GpgSigner::without_porting("472CDAFA", Some(home.path()))
         .unwrap()
         .sign(b"x")
         .unwrap();
@@ -154,7 +154,7 @@ fn mutated_keyrings_never_panic() {
     let ring = std::fs::read(data("gpghome/pubring.gpg")).unwrap();
     let home = tempfile::tempdir().unwrap();
     std::fs::copy(data("gpghome/secring.gpg"), home.path().join("secring.gpg")).unwrap();
-    let sig = GpgSigner::new("472CDAFA", Some(home.path()))
+    let sig = GpgSigner::without_porting("472CDAFA", Some(home.path()))
         .unwrap()
         .sign(b"data")
         .unwrap();
@@ -187,4 +187,55 @@ fn mutated_keyrings_never_panic() {
         let _ = GpgKeyring.list(c, &[]);
         let _ = GpgKeyring.import(&ring, c, &[]);
     }
+}
+
+/// A GnuPG 1 home signed from natively is left as the real ostree (GPGME) leaves it: ported
+/// to GnuPG ≥ 2.1, so `gpg` itself then finds the secret keys (`--quick-set-expire` in
+/// ostree's test-remote-gpg-import.sh). Skipped without an installed `gpg`.
+#[test]
+fn native_signing_ports_a_gnupg1_home() {
+    use std::process::Command;
+    let gpg_ok = Command::new("gpg")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !gpg_ok {
+        eprintln!("skipped: no gpg");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    for f in ["secring.gpg", "pubring.gpg"] {
+        std::fs::copy(data(&format!("gpghome/{f}")), home.path().join(f)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let untouched = GpgSigner::without_porting("7FCA23D8472CDAFA", Some(home.path())).unwrap();
+    assert!(untouched.is_native());
+    assert!(ostree_signer_gpg::needs_secring_port(home.path()));
+    let s = GpgSigner::new("7FCA23D8472CDAFA", Some(home.path())).unwrap();
+    assert!(s.is_native());
+    let sig = s.sign(b"hello").unwrap();
+    let r = verifier(&["gpghome/pubring.gpg"])
+        .verify(b"hello", &[sig])
+        .unwrap();
+    assert!(r.is_valid());
+    assert!(!ostree_signer_gpg::needs_secring_port(home.path()));
+    let expire = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--batch", "--quick-set-expire"])
+        .arg("5E65DE75AB1C501862D476347FCA23D8472CDAFA")
+        .arg("seconds=0")
+        .output()
+        .unwrap();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    assert!(
+        expire.status.success(),
+        "{}",
+        String::from_utf8_lossy(&expire.stderr)
+    );
 }
