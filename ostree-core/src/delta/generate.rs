@@ -707,7 +707,9 @@ async fn prepare(ctx: Arc<Ctx>, plan: Plan) -> Result<Prepared> {
         Plan::Bsdiff { to, from } => {
             let (meta, new) = read_content(repo, &to).await?;
             let (_, old) = read_content(repo, &from).await?;
-            let cost = 17 * old.len() as u64 + 3 * new.len() as u64 + (1 << 20);
+            // The old file, its suffix array (4 bytes a byte) and L/S bits; the new file and the
+            // patch (about its size).
+            let cost = 6 * old.len() as u64 + 3 * new.len() as u64 + (1 << 20);
             let permits = ctx.permits(cost).await?;
             let size = new.len() as u64;
             let patch = tokio::task::spawn_blocking(move || {

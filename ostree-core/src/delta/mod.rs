@@ -18,6 +18,7 @@ pub mod bspatch;
 pub mod format;
 pub mod generate;
 pub mod rollsum;
+pub mod sais;
 
 use std::collections::BTreeMap;
 
