@@ -24,6 +24,7 @@
 pub mod cache;
 pub mod delta;
 pub mod engine;
+pub mod metalink;
 pub mod source;
 pub mod summary;
 pub mod verify;
@@ -549,15 +550,11 @@ async fn pull_inner(
             }
             let u = match &opts.override_url {
                 Some(u) => u.clone(),
-                None => {
-                    if r.get("metalink").is_some() {
-                        return Err(Error::NotImplemented {
-                            operation: "metalink remotes".into(),
-                            implementer: "this ostree".into(),
-                        });
-                    }
-                    r.url()?
-                }
+                // A metalink remote: the repository's URL comes from the metalink (below).
+                None => match r.get("metalink") {
+                    Some(m) => m,
+                    None => r.url()?,
+                },
             };
             (Some(r), u)
         }
@@ -613,14 +610,26 @@ async fn pull_inner(
     }
 
     let cfg = fetcher_config(repo, remote.as_ref(), &opts)?;
-    let meta = mirrors_for(registry, &url_spec, &cfg).await?;
-    let content = match remote.as_ref().and_then(|r| r.get("contenturl")) {
-        Some(c) if opts.override_url.is_none() => mirrors_for(registry, &c, &cfg).await?,
-        _ => Mirrors(meta.0.clone()),
-    };
     let policy = NetPolicy {
         retries: opts.network_retries,
         ..NetPolicy::default()
+    };
+    let metalink_url = remote
+        .as_ref()
+        .filter(|_| opts.override_url.is_none())
+        .and_then(|r| r.get("metalink"));
+    // A metalink gives the summary (verified by size and digest) and the repository's URL.
+    let (meta, metalink_summary) = match &metalink_url {
+        Some(m) => {
+            let (bytes, base) = metalink::fetch_summary(registry, m, &cfg, policy).await?;
+            let f = build_fetcher(registry, &parse_url(base.as_str())?, &cfg)?;
+            (Mirrors(vec![f]), Some(bytes))
+        }
+        None => (mirrors_for(registry, &url_spec, &cfg).await?, None),
+    };
+    let content = match remote.as_ref().and_then(|r| r.get("contenturl")) {
+        Some(c) if opts.override_url.is_none() => mirrors_for(registry, &c, &cfg).await?,
+        _ => Mirrors(meta.0.clone()),
     };
     let counters = opts.counters.clone().unwrap_or_default();
     opts.counters = Some(counters.clone());
@@ -638,8 +647,10 @@ async fn pull_inner(
         && opts.refs.iter().enumerate().all(|(i, r)| {
             checksum::is_valid_hex(r) || opts.override_commits.get(i).copied().flatten().is_some()
         });
-    let mut need_summary =
-        opts.mirror && opts.refs.is_empty() || !all_have_commit || verifies_summary;
+    let mut need_summary = opts.mirror && opts.refs.is_empty()
+        || !all_have_commit
+        || verifies_summary
+        || metalink_summary.is_some();
     let mut remote_config: Option<Bytes> = None;
     let mut config_indexed_deltas = false;
     if !need_summary && !opts.disable_static_deltas && !repo.mode().is_archive() {
@@ -652,6 +663,16 @@ async fn pull_inner(
         need_summary = !config_indexed_deltas;
     }
     let summary_bytes = match &opts.verification {
+        _ if metalink_summary.is_some() => {
+            let b = metalink_summary.clone();
+            if let (Some(v), Some(b)) = (opts.verification.as_ref(), &b)
+                && v.verifies_summary()
+            {
+                let sig = src.file("summary.sig", MAX_METADATA_SIZE).await?;
+                v.verify_summary(b, sig.as_deref())?;
+            }
+            b
+        }
         _ if !need_summary => None,
         Some(v) if v.verifies_summary() => {
             verify::fetch_verified_summary(&cache, &src, remote_name.as_deref(), v).await?
@@ -1293,7 +1314,7 @@ pub async fn remote_refs(
     remote_name: &str,
     opts: &PullOptions,
 ) -> Result<RemoteSummary> {
-    let (_, bytes) = remote_summary_bytes(repo, remote_name, opts).await?;
+    let (bytes, _) = remote_summary_bytes(repo, remote_name, opts).await?;
     match bytes {
         Some(b) => parse_summary(&b),
         None => Err(Error::not_found(
@@ -1310,6 +1331,15 @@ pub async fn remote_summary_bytes(
 ) -> Result<(Option<Bytes>, Option<Bytes>)> {
     let registry = opts.registry.unwrap_or_else(Registry::global);
     let r = repo.remote(&opts.remotes_dir, remote_name).await?;
+    if let Some(m) = r.get("metalink") {
+        let cfg = fetcher_config(repo, Some(&r), opts)?;
+        let (summary, base) =
+            metalink::fetch_summary(registry, &m, &cfg, NetPolicy::default()).await?;
+        let f = build_fetcher(registry, &parse_url(base.as_str())?, &cfg)?;
+        let src = RemoteSource::new(Mirrors(vec![f]), Mirrors(Vec::new()), NetPolicy::default());
+        let sig = src.file("summary.sig", MAX_METADATA_SIZE).await?;
+        return Ok((Some(summary), sig));
+    }
     let url = r.url()?;
     if url.starts_with("file://") {
         let u =
