@@ -340,3 +340,98 @@ fn bad_deploys_keep_the_boot_configuration() {
         "the final deploy added an entry: {after:?}"
     );
 }
+
+/// A tmpfs mounted for the life of a test (in the scratch directory, never the machine's
+/// /boot), unmounted on drop even when the test fails.
+struct TmpMount(std::path::PathBuf);
+
+impl Drop for TmpMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Every file under `dir` with its size, sorted.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = ostree_tests::fsutil::list_paths(dir)
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::symlink_metadata(dir.join(&p))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            (p.to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A /boot too small for a new kernel: the deploy refuses before writing anything there,
+/// naming the space it needs, and the boot configuration (loader link, entries, files) is
+/// exactly as it was; the previous deployment stays bootable.
+#[test]
+fn full_boot_fails_before_touching_the_configuration() {
+    let ours = ostree_tests::bins::ours();
+    if !is_root() {
+        eprintln!("SKIP: needs root (deployments' owners, and a small tmpfs for /boot)");
+        return;
+    }
+    let dir = scratch("admin-fullboot-");
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir_all(&sysroot).expect("mkdir sysroot");
+    admin_ok(&ours, &sysroot, &["init-fs", path_str(&sysroot)]);
+    admin_ok(&ours, &sysroot, &["os-init", "testos"]);
+    let boot = sysroot.join("boot");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=5m", "testboot"])
+        .arg(&boot)
+        .status()
+        .expect("run mount");
+    if !mounted.success() {
+        eprintln!("SKIP: cannot mount a tmpfs here");
+        return;
+    }
+    let _mount = TmpMount(boot.clone());
+    let repo = sysroot.join("ostree/repo");
+    let tree = |name: &str, seed: u64| {
+        let t = dir.path().join(name);
+        os_tree(&t, name, &["6.1.0"]);
+        let kdir = t.join("usr/lib/modules/6.1.0");
+        write_file(
+            &kdir.join("vmlinuz"),
+            &ostree_tests::fsutil::det_bytes(seed, 2 << 20),
+            0o644,
+        );
+        write_file(
+            &kdir.join("initramfs.img"),
+            &ostree_tests::fsutil::det_bytes(seed + 1, 1 << 20),
+            0o644,
+        );
+        commit_tree(&ours, &repo, &format!("testos/{name}"), &t);
+    };
+    tree("v1", 10);
+    tree("v2", 20);
+    admin_ok(&ours, &sysroot, &["deploy", "--os=testos", "testos/v1"]);
+    let config = boot_config(&sysroot);
+    let files = listing(&boot);
+    let r = admin(&ours, &sysroot, &["deploy", "--os=testos", "testos/v2"]);
+    assert!(
+        !r.success(),
+        "a deploy into a full /boot must fail: {}",
+        r.describe()
+    );
+    assert!(
+        r.err().contains("Not enough free space") && r.err().contains("was not changed"),
+        "the error names the problem: {}",
+        r.describe()
+    );
+    assert_eq!(
+        boot_config(&sysroot),
+        config,
+        "the boot configuration changed"
+    );
+    assert_eq!(listing(&boot), files, "files under /boot changed");
+}
