@@ -454,6 +454,11 @@ mod tables {
         o("jobs", 'j', INT, "Uploads in flight (default 32)", "N"),
         o("force", '\0', NONE, "Move refs that are not an ancestor of the pushed commit", ""),
         o("no-update-summary", '\0', NONE, "Do not regenerate the destination summary", ""),
+        o("no-static-deltas", '\0', NONE, "Do not send the static deltas ending at pushed commits", ""),
+        o("gpg-sign", '\0', STRING_ARRAY, "GPG Key ID to sign the summary with", "KEY-ID"),
+        o("gpg-homedir", '\0', FILENAME, "GPG Homedir to use when looking for keyrings", "HOMEDIR"),
+        o("sign", '\0', STRING_ARRAY, "Key ID to sign the summary with", "KEY-ID"),
+        o("sign-type", '\0', STRING, "Signature type to use (defaults to 'ed25519')", "NAME"),
     ];
 
     pub(super) const PULL: &[OptEntry] = &[

@@ -24,6 +24,7 @@ pub mod finder;
 pub mod fslock;
 pub mod gvariant;
 pub mod keyfile;
+pub mod lease;
 pub mod object;
 pub mod objects;
 pub mod progress;

@@ -14,8 +14,8 @@
 //!   the pushed commits' parents; whatever they list is present and is not checked again. An
 //!   incremental push thus costs one request per *new* object (its create-only PUT) plus a few
 //!   per commit.
-//! * **Resumable**: a push first writes a marker in `extensions/push/pending/`, removed once
-//!   its manifests are written. When a marker is there (a push was interrupted, or is running
+//! * **Resumable**: a push first writes a marker in `extensions/push/pending/` (the commit's
+//!   manifest), removed once its manifest is written. When a marker is there (a push was interrupted, or is running
 //!   elsewhere), the candidates are checked for existence (concurrent, bounded) and only the
 //!   missing ones are uploaded. Uploads are create-only, so racing pushers never clobber each
 //!   other's objects.
@@ -23,32 +23,36 @@
 //! # Ordering (what a reader can observe)
 //!
 //! Content, dirmeta and dirtree objects first, then detached commit metadata, then commit
-//! objects (oldest first), then manifests, then each ref moves with compare-and-swap from the
-//! value read at the start, then the summary is regenerated. A reader therefore never sees a
-//! commit whose objects are missing, and a ref or summary never names such a commit. Two
-//! pushers on one ref: exactly one wins; the other gets [`Error::Precondition`] naming the ref
-//! (its objects stay, so a rerun is cheap).
+//! objects (oldest first), then manifests, then the static deltas ending at pushed commits,
+//! then each ref moves with compare-and-swap from the value read at the start, then the
+//! summary is regenerated (delta indexes with it) and, with signers, signed. A reader
+//! therefore never sees a commit whose objects are missing, and a ref or summary never names
+//! such a commit. Two pushers on one ref: exactly one wins; the other gets
+//! [`Error::Precondition`] naming the ref (its objects stay, so a rerun is cheap).
 //!
-//! # Prune on the destination (not yet guarded)
+//! # Prune on the destination
 //!
 //! On a `file://` destination push holds the shared repository lock, so a local prune waits.
-//! Object storage has no lock: a prune running there while a push uploads could delete objects
-//! the push found present (or just sent) before its commit lands. Until prune learns it, the
-//! contract is: a prune on object storage must not delete anything while
-//! `extensions/push/pending/` holds a marker (an unfinished push), or must keep objects younger
-//! than a grace period longer than any push.
+//! On object storage push holds a *declared lease* ([`crate::lease`]): before it relies on
+//! anything in the destination it records the commits whose manifests it trusts, and before
+//! it checks or sends objects, the pending manifests of the commits it writes. A concurrent
+//! prune keeps all of those; a prune that started before the lease was written is waited for.
+//! A push paused for longer than the lease's ttl stops before writing its commits.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use url::Url;
 
+use crate::lease::{self, LeaseDecl, Role};
 use crate::progress::Progress;
 use crate::repo::Repo;
 use crate::repo::refs::{parse_refspec, validate_ref_name};
 use crate::repo::remote::RemotesDir;
+use crate::sign::Signer;
 use crate::store::{ContentBody, ContentSource, ObjectWrite, OpenOptions, RefExpect, RepoMode};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
@@ -79,6 +83,11 @@ pub struct PushOptions {
     pub force: bool,
     /// Regenerate the destination's summary after the refs moved.
     pub update_summary: bool,
+    /// Also send the local static deltas whose target is a pushed commit.
+    pub static_deltas: bool,
+    /// Sign the regenerated summary with these (`summary.sig`, as `ostree summary -u
+    /// --sign/--gpg-sign` writes it).
+    pub summary_signers: Vec<Arc<dyn Signer>>,
 }
 
 impl Default for PushOptions {
@@ -89,6 +98,8 @@ impl Default for PushOptions {
             jobs: DEFAULT_JOBS,
             force: false,
             update_summary: true,
+            static_deltas: true,
+            summary_signers: Vec::new(),
         }
     }
 }
@@ -123,6 +134,12 @@ pub struct PushReport {
     pub resumed: bool,
     /// The summary was regenerated.
     pub summary_updated: bool,
+    /// The summary was signed (`summary.sig` written).
+    pub summary_signed: bool,
+    /// Static deltas sent.
+    pub deltas: usize,
+    /// Detached commit metadata objects sent (new or changed).
+    pub commitmeta: usize,
 }
 
 /// Encode a manifest: magic, then `type byte + 32 checksum bytes` per object, sorted.
@@ -274,7 +291,21 @@ pub async fn push(
     bases.extend(parents_of_chain.iter().copied());
     bases.sort();
     bases.dedup();
-    let manifests: Vec<(Checksum, Vec<ObjectKey>)> = stream::iter(bases)
+    // Before relying on anything being in the destination: its lock (a local prune waits),
+    // or on object storage a lease declaring those commits (a prune keeps their objects;
+    // we wait for a prune that could have missed the lease). A dry run relies on nothing.
+    let guard = if opts.dry_run {
+        None
+    } else {
+        Some(match dstore.lease_table() {
+            Some(t) => {
+                let decl = LeaseDecl::declared("push", bases.clone(), Vec::new());
+                lease::acquire(dstore.clone(), &t, Role::Writer, decl).await?
+            }
+            None => dest.lock(false).await?,
+        })
+    };
+    let manifests: Vec<(Checksum, Vec<ObjectKey>)> = stream::iter(bases.clone())
         .map(|c| {
             let dstore = dstore.clone();
             async move {
@@ -323,53 +354,53 @@ pub async fn push(
         }
     }
     report.resumed = (!pending.is_empty() || foreign) && !needed.is_empty();
-    if report.resumed {
-        let keys: Vec<ObjectKey> = needed.iter().copied().collect();
-        progress.phase("Checking objects", keys.len() as u64);
-        let present: Vec<bool> = stream::iter(keys.chunks(256).map(<[ObjectKey]>::to_vec))
-            .map(|chunk| {
-                let dstore = dstore.clone();
-                async move {
-                    let r = dstore.has_many(&chunk).await;
-                    progress.inc(chunk.len() as u64);
-                    r
-                }
-            })
-            .buffered(jobs.div_ceil(32).max(1))
-            .try_concat()
-            .await?;
-        report.checked = keys.len() as u64;
-        for (k, p) in keys.iter().zip(present) {
-            if p {
-                needed.remove(k);
-            }
+    if opts.dry_run {
+        if report.resumed {
+            report.checked = drop_present(&dstore, &mut needed, jobs, progress).await?;
         }
+        report.uploaded = needed.len() as u64;
+        report.bytes = local_size(local, &needed, jobs).await?;
+        progress.finish();
+        return Ok(report);
+    }
+    let guard = guard.expect("taken unless dry run");
+
+    // 5. Mark the push as unfinished: each commit's pending marker is its manifest, and the
+    //    lease now declares them, so a prune keeps everything this push sends or finds.
+    if !planned.is_empty() {
+        let markers: Vec<(String, Bytes)> = planned
+            .iter()
+            .map(|p| {
+                let data = Bytes::from(encode_manifest(&p.reachable));
+                (pending_path(&p.commit), data)
+            })
+            .collect();
+        stream::iter(markers)
+            .map(|(path, data)| {
+                let dstore = dstore.clone();
+                async move { dstore.write_file(&path, data).await }
+            })
+            .buffer_unordered(jobs)
+            .try_collect::<()>()
+            .await?;
+        let pending_commits = planned.iter().map(|p| p.commit).collect();
+        lease::update(
+            &guard,
+            LeaseDecl::declared("push", bases.clone(), pending_commits),
+        )
+        .await?;
+    }
+    if report.resumed {
+        report.checked = drop_present(&dstore, &mut needed, jobs, progress).await?;
     }
     report.uploaded = needed.len() as u64;
+    report.bytes = local_size(local, &needed, jobs).await?;
     let (commits, objects): (Vec<ObjectKey>, Vec<ObjectKey>) = needed
         .iter()
         .copied()
         .partition(|k| k.ty == ObjectType::Commit);
-    report.bytes = stream::iter(needed.iter().copied())
-        .map(|k| async move { local.store().object_size(&k).await })
-        .buffer_unordered(jobs)
-        .try_fold(0u64, |a, n| futures::future::ready(Ok(a + n)))
-        .await?;
-    if opts.dry_run {
-        progress.finish();
-        return Ok(report);
-    }
 
-    // The destination's shared lock for the rest (a local prune, which takes it exclusively,
-    // waits; object storage has no lock: see the pending markers).
-    let _lock = dest.lock(false).await?;
-    // 5. Mark the push as unfinished, then send objects: content and trees, commitmeta,
-    //    commits (oldest first).
-    for p in &planned {
-        dstore
-            .write_file(&pending_path(&p.commit), Bytes::from_static(b"push\n"))
-            .await?;
-    }
+    // 6. Send objects: content and trees, commitmeta, commits (oldest first).
     let archive_src = local.mode().is_archive();
     let mut objects = objects;
     // Content first, then dirmeta, then dirtrees (children before the trees naming them
@@ -413,8 +444,10 @@ pub async fn push(
             Err(e) => return Err(e),
         }
         dstore.put(&key, ObjectWrite::Meta(ours)).await?;
+        report.commitmeta += 1;
     }
-    // Commits, oldest first.
+    // Commits, oldest first (a store with leases refuses them once the lease is lost).
+    lease::check(&guard)?;
     for c in chain.iter().rev() {
         let key = ObjectKey::new(*c, ObjectType::Commit);
         if commits.contains(&key) {
@@ -434,7 +467,20 @@ pub async fn push(
     }
     progress.finish();
 
-    // 6. Refs, compare-and-swap from the values read at the start.
+    // 7. Static deltas ending at a pushed commit (their target is in place now), and their
+    //    indexes.
+    let delta_targets = if opts.static_deltas {
+        push_static_deltas(local, dest, &chain, &mut report).await?
+    } else {
+        BTreeSet::new()
+    };
+    if !opts.update_summary {
+        for t in &delta_targets {
+            dest.reindex_static_deltas(Some(t)).await?;
+        }
+    }
+
+    // 8. Refs, compare-and-swap from the values read at the start.
     let mut moved = false;
     for r in &report.refs {
         if r.old == Some(r.new) {
@@ -444,6 +490,9 @@ pub async fn push(
         let expect = r.old.map_or(RefExpect::Absent, RefExpect::Value);
         match dstore.update_ref(&name, expect, Some(r.new)).await {
             Ok(()) => moved = true,
+            Err(Error::Precondition { what }) if what.contains(lease::LEASE_DIR) => {
+                return Err(Error::Precondition { what });
+            }
             Err(Error::Precondition { .. }) => {
                 let now = dstore.read_ref(&name).await.ok().flatten();
                 let show = |c: Option<Checksum>| c.map_or("(none)".to_string(), |c| c.to_hex());
@@ -463,10 +512,14 @@ pub async fn push(
         }
     }
 
-    // 7. Summary. Concurrent pushers may interleave; each re-reads the refs after writing and
-    //    regenerates until the written summary matches what it sees (the last writer wins
-    //    with a complete view).
-    if opts.update_summary && (moved || dest.read_summary().await?.is_none()) {
+    // 9. Summary (then its signature). Concurrent pushers may interleave; each re-reads the
+    //    refs after writing and regenerates until the written summary matches what it sees
+    //    (the last writer wins with a complete view), and signs exactly the bytes it reads
+    //    back.
+    let signing = !opts.summary_signers.is_empty();
+    if opts.update_summary
+        && (moved || signing || !delta_targets.is_empty() || dest.read_summary().await?.is_none())
+    {
         for _ in 0..8 {
             let s = dest.regenerate_summary(None).await?;
             let listed: BTreeMap<String, Checksum> = s
@@ -480,13 +533,126 @@ pub async fn push(
                 .into_iter()
                 .map(|(n, c)| (n["heads/".len()..].to_string(), c))
                 .collect();
-            if dest.collection_id().is_some() || listed == now {
+            if dest.collection_id().is_none() && listed != now {
+                continue;
+            }
+            if !signing {
+                break;
+            }
+            if sign_summary(dest, &opts.summary_signers).await? {
+                report.summary_signed = true;
                 break;
             }
         }
         report.summary_updated = true;
     }
+    drop(guard);
     Ok(report)
+}
+
+/// Bytes `keys` occupy in the local repository.
+async fn local_size(local: &Repo, keys: &BTreeSet<ObjectKey>, jobs: usize) -> Result<u64> {
+    stream::iter(keys.iter().copied())
+        .map(|k| async move { local.store().object_size(&k).await })
+        .buffer_unordered(jobs)
+        .try_fold(0u64, |a, n| futures::future::ready(Ok(a + n)))
+        .await
+}
+
+/// Remove from `needed` what the destination already has (existence checks, concurrent and
+/// bounded); returns how many were checked.
+async fn drop_present(
+    dstore: &Arc<dyn crate::store::ObjectStore>,
+    needed: &mut BTreeSet<ObjectKey>,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let keys: Vec<ObjectKey> = needed.iter().copied().collect();
+    progress.phase("Checking objects", keys.len() as u64);
+    let present: Vec<bool> = stream::iter(keys.chunks(256).map(<[ObjectKey]>::to_vec))
+        .map(|chunk| {
+            let dstore = dstore.clone();
+            async move {
+                let r = dstore.has_many(&chunk).await;
+                progress.inc(chunk.len() as u64);
+                r
+            }
+        })
+        .buffered(jobs.div_ceil(32).max(1))
+        .try_concat()
+        .await?;
+    for (k, p) in keys.iter().zip(present) {
+        if p {
+            needed.remove(k);
+        }
+    }
+    Ok(keys.len() as u64)
+}
+
+/// Sign the destination's summary as it is now, replacing `summary.sig`; false when the
+/// summary changed meanwhile (a concurrent pusher: regenerate and sign again).
+async fn sign_summary(dest: &Repo, signers: &[Arc<dyn Signer>]) -> Result<bool> {
+    let store = dest.store();
+    let summary = store
+        .read_file("summary")
+        .await?
+        .ok_or_else(|| Error::not_found("opening summary: No such file or directory"))?;
+    let mut md = crate::objects::Metadata::new();
+    for s in signers {
+        crate::sign::append_signature(&mut md, s.metadata_key(), s.sign(&summary)?);
+    }
+    store
+        .write_file("summary.sig", Bytes::from(md.to_bytes()))
+        .await?;
+    Ok(store.read_file("summary").await?.as_deref() == Some(&summary[..]))
+}
+
+/// Copy the local static deltas whose target is one of `commits` (every file of the delta,
+/// the superblock last, so a half-copied delta is never listed); a delta whose superblock
+/// the destination already has byte for byte is skipped. Returns the targets sent to.
+async fn push_static_deltas(
+    local: &Repo,
+    dest: &Repo,
+    commits: &[Checksum],
+    report: &mut PushReport,
+) -> Result<BTreeSet<Checksum>> {
+    let mut targets = BTreeSet::new();
+    let wanted: HashSet<&Checksum> = commits.iter().collect();
+    for name in local.list_static_deltas().await? {
+        if !wanted.contains(&name.to) {
+            continue;
+        }
+        let sb_path = name.superblock_path();
+        let Some(sb) = local.store().read_file(&sb_path).await? else {
+            continue;
+        };
+        if dest.store().read_file(&sb_path).await?.as_deref() == Some(&sb[..]) {
+            continue;
+        }
+        let files = local
+            .store()
+            .list_files(&format!("{}/", name.dir()))
+            .await?;
+        let parts: Vec<String> = files.into_iter().filter(|f| *f != sb_path).collect();
+        stream::iter(parts)
+            .map(|f| {
+                let (from, to) = (local.store().clone(), dest.store().clone());
+                let name = name.to_string();
+                async move {
+                    let data = from.read_file(&f).await?.ok_or_else(|| {
+                        Error::not_found(format!("Static delta {name}: {f} vanished"))
+                    })?;
+                    to.write_file(&f, data).await
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<()>()
+            .await?;
+        dest.store().write_file(&sb_path, sb).await?;
+        report.deltas += 1;
+        targets.insert(name.to);
+    }
+    Ok(targets)
 }
 
 /// True when `old` is `new` or one of its ancestors in the local history.

@@ -24,6 +24,8 @@ use std::fmt::{Debug, Display};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -359,7 +361,8 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
     async fn read_ref(&self, name: &str) -> Result<Option<Checksum>>;
 
     /// List refs whose name (relative to `refs/`) starts with the directory `prefix`
-    /// (`heads/`, `remotes/origin/`…). Names are returned relative to `refs/`, sorted.
+    /// (`heads/`, `remotes/origin/`…). Names are returned relative to `refs/`, sorted. A
+    /// prefix without its trailing `/` that names a ref lists that ref alone.
     async fn list_refs(&self, prefix: &str) -> Result<Vec<(String, Checksum)>>;
 
     /// Compare-and-swap a ref: set it to `new` (or delete it for `None`) if `expect` holds.
@@ -399,10 +402,80 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
     async fn list_files(&self, prefix: &str) -> Result<Vec<String>>;
 
     /// Take the repository lock (shared for readers/writers of objects, exclusive for prune
-    /// and other destructive work). Stores without locking return a no-op guard.
+    /// and other destructive work). Stores without locking return a no-op guard. Stores
+    /// shared without a lock (object storage) record a lease instead ([`crate::lease`]).
     async fn lock(&self, _exclusive: bool) -> Result<LockGuard> {
         Ok(LockGuard(Box::new(())))
     }
+
+    /// The leases this handle holds, when the store is shared by clients that no lock can
+    /// exclude (object storage): writers then record leases in the store and prune honours
+    /// them ([`crate::lease`]). `None` (the default): [`ObjectStore::lock`] excludes.
+    fn lease_table(&self) -> Option<Arc<crate::lease::LeaseTable>> {
+        None
+    }
+
+    /// List stored objects with the size and last-modified time the store records, when it
+    /// records them (object storage listings carry both, so prune needs no request per
+    /// object). Default: [`ObjectStore::list`] with neither.
+    fn list_detailed(&self, ty: Option<ObjectType>) -> BoxStream<'_, Result<ListedObject>> {
+        use futures::StreamExt;
+        self.list(ty)
+            .map(|r| {
+                r.map(|key| ListedObject {
+                    key,
+                    size: None,
+                    modified: None,
+                })
+            })
+            .boxed()
+    }
+
+    /// [`ObjectStore::list_files`] with each file's size and last-modified time when the
+    /// store records them. Default: neither.
+    async fn list_files_detailed(&self, prefix: &str) -> Result<Vec<ListedFile>> {
+        Ok(self
+            .list_files(prefix)
+            .await?
+            .into_iter()
+            .map(|path| ListedFile {
+                path,
+                size: None,
+                modified: None,
+            })
+            .collect())
+    }
+
+    /// Delete many objects (missing ones are not an error); object storage batches them.
+    /// Default: one [`ObjectStore::delete`] after the other.
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
+        for k in keys {
+            self.delete(k).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An object as a detailed listing reports it ([`ObjectStore::list_detailed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    /// The object.
+    pub key: ObjectKey,
+    /// Bytes it occupies in the store, when the listing says.
+    pub size: Option<u64>,
+    /// When it was last written, by the store's clock, when the listing says.
+    pub modified: Option<SystemTime>,
+}
+
+/// A plain file as a detailed listing reports it ([`ObjectStore::list_files_detailed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFile {
+    /// Path relative to the repository.
+    pub path: String,
+    /// Its size, when the listing says.
+    pub size: Option<u64>,
+    /// When it was last written, by the store's clock, when the listing says.
+    pub modified: Option<SystemTime>,
 }
 
 /// Options given to a backend when it opens (or creates) a repository.

@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -51,6 +52,7 @@ pub struct ObjectStorageBuilder {
     plugin: &'static str,
     memory_limit: usize,
     concurrency: usize,
+    lease_ttl: Duration,
 }
 
 impl ObjectStorageBuilder {
@@ -67,6 +69,7 @@ impl ObjectStorageBuilder {
             plugin: "object-store",
             memory_limit: DEFAULT_MEMORY_LIMIT,
             concurrency: DEFAULT_CONCURRENCY,
+            lease_ttl: ostree_core::lease::DEFAULT_TTL,
         })
     }
 
@@ -96,6 +99,19 @@ impl ObjectStorageBuilder {
                 )));
             }
         };
+        let mut lease_ttl = ostree_core::lease::DEFAULT_TTL;
+        for (k, v) in url.query_pairs() {
+            if k == LEASE_TTL_PARAM {
+                lease_ttl = parse_seconds(&v)
+                    .filter(|d| *d >= Duration::from_secs(2))
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "Invalid {LEASE_TTL_PARAM} '{v}' in repository URL '{url}' (seconds, \
+                             at least 2)"
+                        ))
+                    })?;
+            }
+        }
         Ok(ObjectStorageBuilder {
             inner,
             prefix,
@@ -103,7 +119,16 @@ impl ObjectStorageBuilder {
             plugin,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             concurrency: DEFAULT_CONCURRENCY,
+            lease_ttl,
         })
+    }
+
+    /// How long this handle's leases live without renewal (default
+    /// [`ostree_core::lease::DEFAULT_TTL`]; at least 2 s). Leases are renewed every quarter
+    /// of it; a holder that could not renew for that long stops before publishing.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_secs(2));
+        self
     }
 
     /// How the store names itself in messages (defaults to the URL without its query).
@@ -222,8 +247,20 @@ impl ObjectStorageBuilder {
             self.plugin,
             self.memory_limit,
             self.concurrency,
+            self.lease_ttl,
         ))
     }
+}
+
+/// URL parameter of ours: seconds a lease lives without renewal.
+const LEASE_TTL_PARAM: &str = "lease_ttl";
+
+/// Non-negative, finite seconds.
+fn parse_seconds(v: &str) -> Option<Duration> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// `prefix/rel` as an exact key (no percent-encoding: keys are the archive layout's paths).
@@ -262,19 +299,16 @@ fn s3_from_url(url: &Url) -> Result<object_store::aws::AmazonS3> {
                 continue;
             }
             "retry_timeout" => {
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "Invalid retry_timeout '{v}' in repository URL '{url}'"
-                        ))
-                    })?;
-                retry.retry_timeout = std::time::Duration::from_secs_f64(secs);
+                retry.retry_timeout = parse_seconds(&v).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "Invalid retry_timeout '{v}' in repository URL '{url}'"
+                    ))
+                })?;
                 retry_given = true;
                 continue;
             }
+            // Read by `from_url`.
+            LEASE_TTL_PARAM => continue,
             _ => {}
         }
         let key = AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()).map_err(|_| {

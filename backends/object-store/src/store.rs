@@ -10,10 +10,11 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStoreExt, PutMode, PutOptions, UpdateVersion, WriteMultipart};
 use ostree_core::content::{read_archived, write_archived};
+use ostree_core::lease::{self, LeaseDecl, LeaseTable, Role};
 use ostree_core::objects::FileMeta;
 use ostree_core::store::{
-    ContentBody, ContentRead, ContentSource, ObjectRead, ObjectStore, ObjectWrite, RefExpect,
-    RepoMode, validate_repo_path,
+    ContentBody, ContentRead, ContentSource, ListedFile, ListedObject, LockGuard, ObjectRead,
+    ObjectStore, ObjectWrite, RefExpect, RepoMode, validate_repo_path,
 };
 use ostree_core::{Checksum, Error, ObjectKey, ObjectType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,8 +33,8 @@ const CREATE_ATTEMPTS: u32 = 4;
 
 /// An archive-mode repository in object storage. See the crate docs for the layout and the
 /// guarantees; build one with [`crate::ObjectStorageBuilder`] or open a URL through the
-/// registry.
-#[derive(Debug)]
+/// registry. A clone is another handle on the same repository holding the same leases.
+#[derive(Clone, Debug)]
 pub struct ObjectStorageStore {
     inner: Arc<dyn object_store::ObjectStore>,
     prefix: Path,
@@ -41,6 +42,7 @@ pub struct ObjectStorageStore {
     plugin: &'static str,
     memory_limit: usize,
     concurrency: usize,
+    leases: Arc<LeaseTable>,
 }
 
 /// A ref as stored: its value (`None` for a tombstone) and the version to update it with.
@@ -170,6 +172,7 @@ impl ObjectStorageStore {
         plugin: &'static str,
         memory_limit: usize,
         concurrency: usize,
+        lease_ttl: std::time::Duration,
     ) -> Self {
         ObjectStorageStore {
             inner,
@@ -178,6 +181,7 @@ impl ObjectStorageStore {
             plugin,
             memory_limit,
             concurrency,
+            leases: LeaseTable::new(lease_ttl),
         }
     }
 
@@ -401,6 +405,16 @@ impl ObjectStorageStore {
     /// Plain-file keys under a directory prefix (empty: the whole repository but `objects/`
     /// and `refs/`), relative to the repository.
     async fn list_keys(&self, dir: Option<&str>) -> Result<Vec<String>> {
+        Ok(self
+            .list_metas(dir)
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
+    }
+
+    /// [`Self::list_keys`] with sizes and last-modified times (one paginated listing).
+    async fn list_metas(&self, dir: Option<&str>) -> Result<Vec<ListedFile>> {
         let base = match dir {
             Some(d) => self.key(d)?,
             None => self.prefix.clone(),
@@ -413,8 +427,45 @@ impl ObjectStorageStore {
             .map_err(|e| self.map(format!("listing {}", self.name), e))?;
         Ok(metas
             .iter()
-            .filter_map(|m| self.relative(&m.location))
+            .filter_map(|m| {
+                self.relative(&m.location).map(|path| ListedFile {
+                    path,
+                    size: Some(m.size),
+                    modified: Some(m.last_modified.into()),
+                })
+            })
             .collect())
+    }
+
+    /// Plain files under `prefix` as [`ObjectStore::list_files`] selects them.
+    async fn files_under(&self, prefix: &str) -> Result<Vec<ListedFile>> {
+        let dir = prefix.strip_suffix('/').unwrap_or(prefix);
+        let mut files: Vec<ListedFile> = if dir.is_empty() {
+            self.list_metas(None)
+                .await?
+                .into_iter()
+                .filter(|f| !(f.path.starts_with("objects/") || f.path.starts_with("refs/")))
+                .collect()
+        } else {
+            validate_repo_path(dir)?;
+            self.list_metas(Some(dir)).await?
+        };
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// An object key from a listed location under `base` (`objects/`), archive names only.
+    fn listed_key(base: &Path, location: &Path) -> Option<ObjectKey> {
+        location.prefix_match(base).and_then(|parts| {
+            let parts: Vec<_> = parts.collect();
+            let [dir, file] = parts.as_slice() else {
+                return None;
+            };
+            let (dir, file) = (dir.as_ref(), file.as_ref());
+            let k = ObjectKey::from_loose_name(dir, file)?;
+            // Only archive-mode names: `.file` objects are not part of this repo.
+            (k.ty != ObjectType::File || file.ends_with(".filez")).then_some(k)
+        })
     }
 }
 
@@ -456,6 +507,10 @@ impl ObjectStore for ObjectStorageStore {
     }
 
     async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()> {
+        if key.ty == ObjectType::Commit {
+            // A commit names its tree: only under a lease a prune honours.
+            self.leases.check()?;
+        }
         match data {
             ObjectWrite::Meta(b) | ObjectWrite::Archived(b) => self.put_new(key, b).await,
             ObjectWrite::Content { meta, size, source } => {
@@ -480,27 +535,60 @@ impl ObjectStore for ObjectStorageStore {
     }
 
     fn list(&self, ty: Option<ObjectType>) -> BoxStream<'_, Result<ObjectKey>> {
+        self.list_detailed(ty).map_ok(|o| o.key).boxed()
+    }
+
+    fn list_detailed(&self, ty: Option<ObjectType>) -> BoxStream<'_, Result<ListedObject>> {
         let base = match self.key("objects") {
             Ok(b) => b,
             Err(e) => return stream::once(async move { Err(e) }).boxed(),
         };
+        // `object_store` pages through the listing (1000 keys per request on S3).
         self.inner
             .list(Some(&base))
             .map_err(|e| self.map(format!("listing objects of {}", self.name), e))
             .try_filter_map(move |m| {
-                let key = m.location.prefix_match(&base).and_then(|parts| {
-                    let parts: Vec<_> = parts.collect();
-                    let [dir, file] = parts.as_slice() else {
-                        return None;
-                    };
-                    let (dir, file) = (dir.as_ref(), file.as_ref());
-                    let k = ObjectKey::from_loose_name(dir, file)?;
-                    // Only archive-mode names: `.file` objects are not part of this repo.
-                    (k.ty != ObjectType::File || file.ends_with(".filez")).then_some(k)
-                });
-                futures::future::ready(Ok(key.filter(|k| ty.is_none_or(|t| t == k.ty))))
+                let listed = Self::listed_key(&base, &m.location)
+                    .filter(|k| ty.is_none_or(|t| t == k.ty))
+                    .map(|key| ListedObject {
+                        key,
+                        size: Some(m.size),
+                        modified: Some(m.last_modified.into()),
+                    });
+                futures::future::ready(Ok(listed))
             })
             .boxed()
+    }
+
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
+        let paths: Vec<Path> = keys
+            .iter()
+            .map(|k| self.object_path(k))
+            .collect::<Result<_>>()?;
+        // Bulk deletes (S3 DeleteObjects, 1000 keys per request).
+        let mut deleted = self
+            .inner
+            .delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.map(format!("deleting objects of {}", self.name), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn lease_table(&self) -> Option<Arc<LeaseTable>> {
+        Some(self.leases.clone())
+    }
+
+    async fn lock(&self, exclusive: bool) -> Result<LockGuard> {
+        let (role, decl) = if exclusive {
+            (Role::Prune, LeaseDecl::undeclared("prune"))
+        } else {
+            (Role::Writer, LeaseDecl::undeclared("write"))
+        };
+        lease::acquire(Arc::new(self.clone()), &self.leases, role, decl).await
     }
 
     async fn sync(&self) -> Result<()> {
@@ -514,6 +602,13 @@ impl ObjectStore for ObjectStorageStore {
 
     async fn list_refs(&self, prefix: &str) -> Result<Vec<(String, Checksum)>> {
         let dir = ref_dir(prefix)?;
+        if !dir.is_empty() && !prefix.ends_with('/') {
+            // The prefix may name one ref (`ostree refs --delete main`), as a file would in a
+            // local repository: then that ref alone.
+            if let Some(value) = self.read_stored_ref(dir).await?.and_then(|r| r.value) {
+                return Ok(vec![(dir.to_string(), value)]);
+            }
+        }
         let base = if dir.is_empty() {
             "refs".to_string()
         } else {
@@ -541,6 +636,7 @@ impl ObjectStore for ObjectStorageStore {
 
     async fn update_ref(&self, name: &str, expect: RefExpect, new: Option<Checksum>) -> Result<()> {
         validate_ref_name(name)?;
+        self.leases.check()?;
         match expect {
             RefExpect::Any => match new {
                 Some(_) => self.put_ref(name, new, PutMode::Overwrite).await,
@@ -636,19 +732,16 @@ impl ObjectStore for ObjectStorageStore {
     }
 
     async fn list_files(&self, prefix: &str) -> Result<Vec<String>> {
-        let dir = prefix.strip_suffix('/').unwrap_or(prefix);
-        let mut files = if dir.is_empty() {
-            self.list_keys(None)
-                .await?
-                .into_iter()
-                .filter(|p| !(p.starts_with("objects/") || p.starts_with("refs/")))
-                .collect()
-        } else {
-            validate_repo_path(dir)?;
-            self.list_keys(Some(dir)).await?
-        };
-        files.sort();
-        Ok(files)
+        Ok(self
+            .files_under(prefix)
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
+    }
+
+    async fn list_files_detailed(&self, prefix: &str) -> Result<Vec<ListedFile>> {
+        self.files_under(prefix).await
     }
 }
 

@@ -355,6 +355,15 @@ pub fn prune(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
                 format_size(stats.bytes_freed)
             ));
         }
+        if stats.objects_kept > 0 {
+            // Object storage only: what writers holding leases may still reference.
+            out.push_str(&format!(
+                "Kept {} unreferenced objects for writers in progress or younger than the \
+                 grace period (see {})\n",
+                stats.objects_kept,
+                ostree_core::lease::LEASE_DIR
+            ));
+        }
         crate::opts::print_text(&out);
         Ok(())
     })

@@ -2,9 +2,13 @@
 //! (`s3://BUCKET/PREFIX`, `file:///PATH`, a remote whose URL is one of those). An extension
 //! of ours (ostree has no push); the work is [`ostree_core::push`].
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use futures::future::BoxFuture;
 use ostree_core::push::{PushOptions, open_destination, push as push_refs};
+use ostree_core::sign::SignerConfig;
+use ostree_core::sign::policy::GPG;
 
 use super::open_repo;
 use super::summary::format_size;
@@ -32,6 +36,37 @@ pub fn push(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
                 return Err(inv.usage_error("--jobs must be at least 1"));
             }
             opts.jobs = j as usize;
+        }
+        opts.static_deltas = !inv.flag("no-static-deltas");
+        // Summary signers, as `summary -u` builds them (the signature type is checked first).
+        let registry = ostree_core::registry::Registry::global();
+        let sign_keys = inv.values("sign");
+        let sign_type = inv.value("sign-type").unwrap_or("ed25519");
+        if !sign_keys.is_empty() {
+            registry.signer_plugin(sign_type)?;
+        }
+        let homedir = inv.value("gpg-homedir").map(std::path::PathBuf::from);
+        for key in inv.values("gpg-sign") {
+            let config = SignerConfig {
+                key: key.to_string(),
+                homedir: homedir.clone(),
+            };
+            opts.summary_signers
+                .push(Arc::from(registry.build_signer(GPG, &config)?));
+        }
+        for key in &sign_keys {
+            let config = SignerConfig {
+                key: key.to_string(),
+                homedir: None,
+            };
+            opts.summary_signers
+                .push(Arc::from(registry.build_signer(sign_type, &config)?));
+        }
+        if !opts.summary_signers.is_empty() && !opts.update_summary {
+            return Err(inv.usage_error(
+                "--sign and --gpg-sign sign the regenerated summary; they cannot be combined \
+                 with --no-update-summary",
+            ));
         }
         let local = open_repo(&inv).await?;
         let dest = open_destination(&local, &dest_arg, !opts.dry_run)
@@ -71,6 +106,15 @@ pub fn push(inv: Invocation) -> BoxFuture<'static, anyhow::Result<()>> {
                 String::new()
             }
         ));
+        if report.deltas > 0 {
+            out.push_str(&format!("{} static deltas {what}\n", report.deltas));
+        }
+        if report.summary_signed {
+            out.push_str(&format!(
+                "Summary signed ({} keys)\n",
+                opts.summary_signers.len()
+            ));
+        }
         crate::opts::print_text(&out);
         Ok(())
     })

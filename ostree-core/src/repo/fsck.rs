@@ -14,6 +14,9 @@ use crate::progress::{NoProgress, Progress};
 use crate::store::ObjectRead;
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
+/// Objects verified at once when the store is not local (each is a GET).
+const REMOTE_PARALLELISM: usize = 32;
+
 /// fsck options.
 #[derive(Clone, Default)]
 pub struct FsckOptions {
@@ -234,10 +237,16 @@ impl Repo {
         keys.sort();
         progress.phase("fsck objects", keys.len() as u64);
         report.objects_checked = keys.len();
-        let par = std::thread::available_parallelism()
-            .map(|p| p.get())
-            .unwrap_or(2)
-            * 2;
+        // Local objects: bounded by the CPUs that hash them; remote ones (object storage):
+        // by the requests worth keeping in flight.
+        let par = if self.store().capabilities().local_objects {
+            std::thread::available_parallelism()
+                .map(|p| p.get())
+                .unwrap_or(2)
+                * 2
+        } else {
+            REMOTE_PARALLELISM
+        };
         let results: Vec<(ObjectKey, Result<()>)> =
             futures::stream::iter(keys.into_iter().map(|k| {
                 let repo = self.clone();

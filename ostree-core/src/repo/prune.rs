@@ -17,7 +17,9 @@
 //! tombstone and `commitpartial` marker), then the other objects. A commit is thus never
 //! left behind without the tree it references. Callers hold the exclusive repository lock
 //! ([`Repo::lock`]) for the whole operation, so no concurrent commit can gain a reference to
-//! an object being deleted.
+//! an object being deleted. On object storage that lock is a prune marker and writers hold
+//! leases ([`crate::lease`]): prune keeps what live writers rely on, and objects younger
+//! than the oldest live lease (or the grace period).
 //!
 //! The uncompressed-objects cache of an archive repository loses the entries of the content
 //! objects deleted (see [`super::ucache`]).
@@ -31,12 +33,16 @@ use futures::{StreamExt, TryStreamExt};
 use super::Repo;
 use super::refs::CollectionRefFilter;
 use crate::gvariant::Variant;
+use crate::lease::Protection;
 use crate::objects::{Commit, DirTree, Metadata};
-use crate::store::{ObjectStore, ObjectWrite};
+use crate::store::{ListedObject, ObjectStore, ObjectWrite};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
 /// How many object reads or deletions run at once.
 const CONCURRENCY: usize = 32;
+
+/// Objects per bulk deletion on object storage (S3's DeleteObjects limit).
+const BULK_DELETE: usize = 1000;
 
 /// What to prune (the options of `ostree prune`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +98,9 @@ pub struct PruneStats {
     pub objects_pruned: u64,
     /// Their storage size in bytes.
     pub bytes_freed: u64,
+    /// Unreferenced objects kept because writers holding leases may rely on them, or
+    /// because they are younger than the grace period (object storage; [`crate::lease`]).
+    pub objects_kept: u64,
 }
 
 /// The objects a prune considers: what `list_loose_objects` reports (content, dirtree,
@@ -292,9 +301,21 @@ impl Repo {
         Ok(())
     }
 
+    /// What a prune must keep for writers holding leases on a store shared without a lock
+    /// (object storage; [`crate::lease`]); `None` for other stores. Read it after taking the
+    /// exclusive lock and before reading the refs.
+    pub async fn lease_protection(&self) -> Result<Option<Protection>> {
+        match self.store().lease_table() {
+            Some(t) => Ok(Some(crate::lease::protection(self, &t).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Prune as `ostree prune` does with `opts`. The caller holds the exclusive repository
     /// lock.
     pub async fn prune(&self, opts: &PruneOptions) -> Result<PruneStats> {
+        // Leases first: a writer that finished after this reading moved its refs before it.
+        let protection = self.lease_protection().await?;
         let mut reachable = HashSet::new();
         if !opts.is_selective() {
             if opts.refs_only {
@@ -334,43 +355,80 @@ impl Repo {
                 }
             }
         }
-        self.prune_from_reachable(&reachable, opts.no_prune, opts.commit_only)
-            .await
+        self.prune_unreachable(
+            &reachable,
+            protection.as_ref(),
+            opts.no_prune,
+            opts.commit_only,
+        )
+        .await
     }
 
     /// Delete every object not in `reachable` (`ostree_repo_prune_from_reachable`), then the
     /// static deltas whose target commit is gone and stale cached summaries. With
     /// `commit_only`, only commit objects are considered. The caller holds the exclusive
-    /// repository lock.
+    /// repository lock. On a store with leases, what live writers rely on is kept (read
+    /// here; [`Repo::prune`] reads it before the refs, which is what makes it exact).
     pub async fn prune_from_reachable(
         &self,
         reachable: &HashSet<ObjectKey>,
         no_prune: bool,
         commit_only: bool,
     ) -> Result<PruneStats> {
+        let protection = self.lease_protection().await?;
+        self.prune_unreachable(reachable, protection.as_ref(), no_prune, commit_only)
+            .await
+    }
+
+    async fn prune_unreachable(
+        &self,
+        reachable: &HashSet<ObjectKey>,
+        protection: Option<&Protection>,
+        no_prune: bool,
+        commit_only: bool,
+    ) -> Result<PruneStats> {
         let ty = commit_only.then_some(ObjectType::Commit);
-        let all: Vec<ObjectKey> = self
+        let all: Vec<ListedObject> = self
             .store()
-            .list(ty)
-            .try_filter(|k| futures::future::ready(prunable(k.ty)))
+            .list_detailed(ty)
+            .try_filter(|o| futures::future::ready(prunable(o.key.ty)))
             .try_collect()
             .await?;
         let mut stats = PruneStats {
             objects_total: all.len() as u64,
             ..Default::default()
         };
-        let (commits, others): (Vec<ObjectKey>, Vec<ObjectKey>) = all
+        let unreachable: Vec<ListedObject> = all
             .into_iter()
-            .filter(|k| !reachable.contains(k))
-            .partition(|k| k.ty == ObjectType::Commit);
+            .filter(|o| !reachable.contains(&o.key))
+            .collect();
+        let before = unreachable.len();
+        let (commits, others): (Vec<ListedObject>, Vec<ListedObject>) = unreachable
+            .into_iter()
+            .filter(|o| protection.is_none_or(|p| !p.keeps(&o.key, o.modified)))
+            .partition(|o| o.key.ty == ObjectType::Commit);
         stats.objects_pruned = (commits.len() + others.len()) as u64;
+        stats.objects_kept = before as u64 - stats.objects_pruned;
+        let leases = self.store().lease_table();
+        // A prune whose marker expired (paused past its ttl) must not delete any more.
+        let still_held = || leases.as_ref().map_or(Ok(()), |t| t.check());
 
         // Commits first: a kill after this phase leaves only unreferenced trees behind.
         let tombstones = self.config().core_bool("tombstone-commits", false)?;
-        for k in &commits {
-            stats.bytes_freed += self.store().object_size(k).await?;
+        for o in &commits {
+            stats.bytes_freed += match o.size {
+                Some(n) => n,
+                None => self.store().object_size(&o.key).await?,
+            };
             if !no_prune {
-                self.delete_commit_object(&k.checksum, tombstones).await?;
+                still_held()?;
+                self.delete_commit_object(&o.key.checksum, tombstones)
+                    .await?;
+                if leases.is_some() {
+                    self.store()
+                        .delete_file(&format!("{}/{}", crate::push::MANIFEST_DIR, o.key.checksum))
+                        .await?;
+                }
             }
         }
         if !no_prune && !commits.is_empty() {
@@ -379,31 +437,46 @@ impl Repo {
         let store = self.store().clone();
         let deleted_files: Vec<Checksum> = others
             .iter()
-            .filter(|k| k.ty == ObjectType::File)
-            .map(|k| k.checksum)
+            .filter(|o| o.key.ty == ObjectType::File)
+            .map(|o| o.key.checksum)
             .collect();
-        let sizes: Vec<u64> = futures::stream::iter(others)
-            .map(|k| {
-                let store = store.clone();
-                async move {
-                    tokio::spawn(async move {
-                        let size = store.object_size(&k).await?;
-                        if !no_prune {
-                            store
-                                .delete(&k)
-                                .await
-                                .map_err(|e| Error::Other(format!("Deleting object {k}: {e}")))?;
-                        }
-                        Ok::<u64, Error>(size)
-                    })
-                    .await
-                    .map_err(|e| Error::Other(format!("prune task failed: {e}")))?
+        if leases.is_some() {
+            // Object storage: sizes come with the listing, deletions go in bulk.
+            for chunk in others.chunks(BULK_DELETE) {
+                stats.bytes_freed += chunk.iter().map(|o| o.size.unwrap_or(0)).sum::<u64>();
+                if !no_prune {
+                    still_held()?;
+                    let keys: Vec<ObjectKey> = chunk.iter().map(|o| o.key).collect();
+                    store.delete_many(&keys).await?;
                 }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        stats.bytes_freed += sizes.iter().sum::<u64>();
+            }
+        } else {
+            let sizes: Vec<u64> = futures::stream::iter(others)
+                .map(|o| {
+                    let store = store.clone();
+                    async move {
+                        tokio::spawn(async move {
+                            let k = o.key;
+                            let size = match o.size {
+                                Some(n) => n,
+                                None => store.object_size(&k).await?,
+                            };
+                            if !no_prune {
+                                store.delete(&k).await.map_err(|e| {
+                                    Error::Other(format!("Deleting object {k}: {e}"))
+                                })?;
+                            }
+                            Ok::<u64, Error>(size)
+                        })
+                        .await
+                        .map_err(|e| Error::Other(format!("prune task failed: {e}")))?
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            stats.bytes_freed += sizes.iter().sum::<u64>();
+        }
 
         // Uncompressed-cache entries of deleted content objects could never be used again
         // (ostree leaves them behind); checkouts linked to them keep their copy.
