@@ -553,28 +553,12 @@ impl Repo {
                 chunks.push((d.rel.clone(), c.to_vec()));
             }
         }
-        let par = std::thread::available_parallelism()
-            .map(|p| p.get())
-            .unwrap_or(2)
-            + 1;
-        futures::stream::iter(chunks.into_iter().map(|(rel, files)| {
-            let ctx = ctx.clone();
-            let progress = progress.clone();
-            async move {
-                tokio::task::spawn_blocking(move || -> Result<()> {
-                    let dfd = open_beneath(&ctx.root, &rel)?;
-                    for (name, csum) in &files {
-                        ctx.file(&dfd, &rel, name, csum)?;
-                        progress.inc(1);
-                    }
-                    Ok(())
-                })
-                .await
-                .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))?
-            }
-        }))
-        .buffer_unordered(par)
-        .try_collect::<Vec<()>>()
+        let p = progress.clone();
+        for_each_file(&ctx, chunks, move |ctx, dfd, rel, name, csum| {
+            ctx.file(dfd, rel, name, csum)?;
+            p.inc(1);
+            Ok(())
+        })
         .await?;
         // Files waiting for their new uncompressed-cache entry.
         place_deferred(&ctx).await?;
@@ -652,19 +636,35 @@ async fn place_deferred(ctx: &Arc<Ctx>) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))??;
+    for_each_file(ctx, deferred, move |ctx, dfd, rel, name, csum| {
+        ctx.place_one(&cdir, &staging.0, dfd, rel, name, csum)
+    })
+    .await
+}
+
+/// Run `f` on every file of `chunks` (a directory's relative path and up to 64 of its files
+/// each), a chunk per blocking task, as many tasks at once as cores plus one.
+async fn for_each_file<F>(
+    ctx: &Arc<Ctx>,
+    chunks: Vec<(String, Vec<(String, Checksum)>)>,
+    f: F,
+) -> Result<()>
+where
+    F: Fn(&Ctx, &OwnedFd, &str, &str, &Checksum) -> Result<()> + Send + Sync + 'static,
+{
     let par = std::thread::available_parallelism()
         .map(|p| p.get())
         .unwrap_or(2)
         + 1;
-    futures::stream::iter(deferred.into_iter().map(|(rel, files)| {
+    let f = Arc::new(f);
+    futures::stream::iter(chunks.into_iter().map(|(rel, files)| {
         let ctx = ctx.clone();
-        let cdir = cdir.clone();
-        let staging = staging.clone();
+        let f = f.clone();
         async move {
             tokio::task::spawn_blocking(move || -> Result<()> {
                 let dfd = open_beneath(&ctx.root, &rel)?;
                 for (name, csum) in &files {
-                    ctx.place_one(&cdir, &staging.0, &dfd, &rel, name, csum)?;
+                    f(&ctx, &dfd, &rel, name, csum)?;
                 }
                 Ok(())
             })
