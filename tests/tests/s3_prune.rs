@@ -38,24 +38,6 @@ fn commit_key(prefix: &str, c: &str) -> String {
     format!("{prefix}/objects/{}/{}.commit", &c[..2], &c[2..])
 }
 
-/// Commit `tree` on `branch` of the archive repository `repo` (created when missing).
-fn commit_on(o: &Ostree, repo: &Path, branch: &str, tree: &Path, subject: &str) -> String {
-    if !repo.join("config").exists() {
-        o.init(repo, "archive");
-    }
-    o.ok(
-        repo,
-        &[
-            "commit",
-            "-b",
-            branch,
-            "-s",
-            subject,
-            &format!("--tree=dir={}", path_str(tree)),
-        ],
-    )
-}
-
 /// The bucket under `prefix` holds:
 /// * `main` at X, an unrelated commit force-pushed over P: P and its objects are unreferenced
 ///   but P's push manifest is still there;

@@ -459,20 +459,8 @@ fn large_objects_are_spooled_and_verified() {
     }
     server.add_rule(&big, Fault::Corrupt, None);
     let c = d.path().join("client-corrupt");
-    let r = {
-        ours.init(&c, "bare-user");
-        ours.ok(
-            &c,
-            &[
-                "remote",
-                "add",
-                "--no-gpg-verify",
-                "origin",
-                &format!("{}/repo", server.url),
-            ],
-        );
-        ours.fails(&c, &["pull", "origin", "main"])
-    };
+    client(&ours, &c, &server.url);
+    let r = ours.fails(&c, &["pull", "origin", "main"]);
     assert!(
         r.err().contains("Corrupted") || r.err().contains("checksum"),
         "{}",

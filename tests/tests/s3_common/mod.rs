@@ -162,6 +162,11 @@ pub fn uploaded(out: &str) -> usize {
 
 /// A local archive repository with `main` committed from `tree`.
 pub fn commit(o: &Ostree, repo: &Path, tree: &Path, subject: &str) -> String {
+    commit_on(o, repo, "main", tree, subject)
+}
+
+/// Commit `tree` on `branch` of the archive repository `repo` (created when missing).
+pub fn commit_on(o: &Ostree, repo: &Path, branch: &str, tree: &Path, subject: &str) -> String {
     if !repo.join("config").exists() {
         o.init(repo, "archive");
     }
@@ -170,7 +175,7 @@ pub fn commit(o: &Ostree, repo: &Path, tree: &Path, subject: &str) -> String {
         &[
             "commit",
             "-b",
-            "main",
+            branch,
             "-s",
             subject,
             &format!("--tree=dir={}", path_str(tree)),
