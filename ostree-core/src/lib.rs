@@ -23,6 +23,7 @@ pub mod fetcher;
 pub mod finder;
 pub mod fslock;
 pub mod gvariant;
+pub mod hostenv;
 pub mod keyfile;
 pub mod lease;
 pub mod object;

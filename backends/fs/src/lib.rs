@@ -39,12 +39,18 @@
 //!
 //! Symlinks of `bare`/`bare-user-only`, commits, tombstones and detached metadata (and every
 //! object when the filesystem has no `O_TMPFILE`, or unnamed files cannot be linked) are
-//! written under a name in the handle's own `tmp/staging-rs-<random>/` and renamed into place
-//! by sync, in the same order. That directory is locked with an OFD lock on
-//! `tmp/staging-rs-<random>-lock` (the protocol ostree uses for its staging directories, so a
-//! real ostree running at the same time leaves a live one alone and removes a dead one); it is
-//! removed with the handle, and dead ones (of crashed processes) when a repository is opened.
-//! Asking for the [`local_path`] of a held object names it there.
+//! written under a name in the handle's staging directory and renamed into place by sync, in
+//! the same order. Asking for the [`local_path`] of a held object names it there.
+//!
+//! Staging directories follow ostree's lifecycle, so both implementations can share a `tmp/`:
+//! a handle's first put opens a transaction and takes one, `tmp/staging-<boot id>-XXXXXX`,
+//! locked with an OFD lock on `tmp/staging-<boot id>-XXXXXX-lock` (libglnx's lock-file
+//! protocol; a live directory is never touched by another process, ours or ostree's). An
+//! unlocked directory of this boot is reused (emptied) before a new one is made. A handle
+//! dropped after its last transaction completed (`sync`) removes its directory; one dropped
+//! with a transaction open (aborted, or stopped by `OSTREE_REPO_TEST_ERROR=pre-commit`) leaves
+//! it, emptied, for the next transaction of this boot, as ostree does. Opening a repository
+//! removes unlocked staging directories of other boots (their processes are gone).
 //!
 //! With `core.fsync=false` objects are linked into place as soon as written; with
 //! `core.per-object-fsync=true` each object is fsynced and linked at once (ostree's option).

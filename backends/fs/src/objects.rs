@@ -139,7 +139,7 @@ impl Inner {
                 implementer: format!("{} (bare-split-xattrs mode)", self.root.display()),
             });
         }
-        self.dirty.store(true, Ordering::Release);
+        self.begin_put();
         if !replace && self.has_sync(key)? {
             return Ok(());
         }
@@ -228,7 +228,7 @@ impl Inner {
             rustix::fs::chmod(path, Mode::from_raw_mode(perm))
                 .map_err(|e| io_err(ctx("fchmod"), e))?;
         }
-        self.dirty.store(true, Ordering::Release);
+        self.begin_put();
         if self.has_sync(key)? {
             // Stored already (maybe as this very inode, with a hardlink checkout): the file
             // was taken over all the same, so it goes.
@@ -280,7 +280,7 @@ impl Inner {
             Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => return Ok(false),
             Err(e) => return Err(io_err(ctx(), e)),
         }
-        self.dirty.store(true, Ordering::Release);
+        self.begin_put();
         if self.staged_mode() {
             self.hold(key, PendingFile::Named(n), false)?;
         } else {

@@ -325,8 +325,19 @@ impl Inner {
         self.publish_batch(batch)
     }
 
-    /// Make pending objects durable, then visible in `objects/`, then make that durable.
+    /// Make pending objects durable, then visible in `objects/`, then make that durable: the
+    /// end of a transaction.
     pub(crate) fn sync_blocking(&self) -> Result<()> {
+        // Puts from here on belong to the next transaction; a failed sync leaves this one open.
+        let was_open = self.txn_open.swap(false, Ordering::AcqRel);
+        let r = self.sync_durable();
+        if r.is_err() && was_open {
+            self.txn_open.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn sync_durable(&self) -> Result<()> {
         if !self.fsync {
             return Ok(());
         }

@@ -18,7 +18,7 @@ use ostree_core::objects::FileMeta;
 use ostree_core::store::{
     Capabilities, LockGuard, ObjectRead, ObjectStore, ObjectWrite, OpenOptions, RefExpect, RepoMode,
 };
-use ostree_core::{Checksum, Error, ObjectKey, ObjectType, Result};
+use ostree_core::{Checksum, Error, ObjectKey, ObjectType, Result, hostenv};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -26,15 +26,10 @@ use crate::lock::{LockFile, LockKind, ofd_lock};
 use crate::pending::{LinkVia, PendingFile, PendingSet};
 use crate::util::{self, FanoutSet, HexName, ObjName, io_err};
 
-/// Prefix of our staging directories under `tmp/`. Real ostree removes any unlocked
-/// `tmp/staging-*` directory that is not of its own boot's `staging-<boot-id>-` prefix, and
-/// never reuses ours (a boot id is a UUID, never `rs-…`).
-pub(crate) const STAGING_PREFIX: &str = "staging-rs-";
-
 /// A local-directory OSTree repository in any mode, byte-compatible with ostree 2022.7.
 ///
 /// Open with [`FsStore::open`] (or through the registry with a `file://` URL). Puts are held
-/// as unnamed files (or named in a private `tmp/staging-rs-*` directory) and published into
+/// as unnamed files (or named in the handle's `tmp/staging-<boot id>-*` directory) and published into
 /// `objects/` by [`ObjectStore::sync`] after a `syncfs`; see the crate docs for the durability
 /// design.
 pub struct FsStore {
@@ -73,14 +68,17 @@ pub(crate) struct Inner {
     /// A put happened since the last `sync` (which then owes a `syncfs` even with nothing
     /// staged).
     pub(crate) dirty: AtomicBool,
+    /// A put happened since the last completed `sync`: a transaction is open. A handle dropped
+    /// with one open aborted it, and keeps its staging directory for this boot's next one.
+    pub(crate) txn_open: AtomicBool,
     /// `FICLONE` failed once: do not try it again.
     pub(crate) no_reflink: AtomicBool,
     /// `copy_file_range` failed once: do not try it again.
     pub(crate) no_copy_range: AtomicBool,
 }
 
-/// This handle's private directory `tmp/staging-rs-<random>/`, locked (OFD) through
-/// `tmp/staging-rs-<random>-lock` as ostree locks its own staging directories.
+/// This handle's staging directory `tmp/staging-<boot id>-XXXXXX/`, locked (OFD) through
+/// `tmp/staging-<boot id>-XXXXXX-lock` as ostree locks its own.
 pub(crate) struct Staging {
     pub(crate) name: String,
     pub(crate) dir: OwnedFd,
@@ -126,10 +124,17 @@ pub(crate) fn temp_name(n: u64) -> HexName {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Discard everything not published (an aborted transaction).
+        // Discard everything not published. After an aborted transaction the (emptied)
+        // directory stays for the next transaction of this boot, as ostree's does; after a
+        // completed one it goes.
         if let (Some(st), Some(tmp)) = (self.staging.take(), self.tmp_fd.as_ref()) {
-            drop(st.dir);
-            let _ = util::remove_all_at(tmp.as_fd(), &st.name);
+            if self.txn_open.load(Ordering::Acquire) {
+                let _ = util::remove_contents(st.dir.as_fd());
+                drop(st.dir);
+            } else {
+                drop(st.dir);
+                let _ = util::remove_all_at(tmp.as_fd(), &st.name);
+            }
             st.lock.release(tmp.as_fd());
         }
     }
@@ -277,21 +282,46 @@ fn create_layout(path: &Path, mode: RepoMode) -> Result<()> {
     Ok(())
 }
 
-/// Remove staging directories of handles that died (their lock is free).
-fn cleanup_dead_staging(tmp: BorrowedFd<'_>) {
+/// Clean `tmp/` as ostree's `cleanup_tmpdir` does: remove the staging directories of other
+/// boots (their processes are gone) and of the pre-boot-id naming, lock files left without
+/// their directory, and anything else (temporary files of killed processes: spools,
+/// checkout caches) older than `expiry_secs` (`core.tmp-expiry-secs`, a day by default; files
+/// dated in the future are kept). This boot's unlocked staging directories stay: the next
+/// transaction reuses one.
+fn cleanup_tmp(tmp: BorrowedFd<'_>, expiry_secs: u64) {
     let Ok(entries) = util::read_dir_at(tmp, ".") else {
         return;
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for (name, _) in &entries {
+        if name == "cache" || name.starts_with(hostenv::STAGING_PREFIX) {
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(tmp, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
+        if mtime <= now && now - mtime > expiry_secs {
+            let _ = util::remove_all_at(tmp, name);
+        }
+    }
+    let own = hostenv::staging_prefix();
     let dirs: HashSet<&str> = entries
         .iter()
-        .filter(|(n, ft)| *ft == FileType::Directory && n.starts_with(STAGING_PREFIX))
+        .filter(|(n, ft)| *ft == FileType::Directory && n.starts_with(hostenv::STAGING_PREFIX))
         .map(|(n, _)| n.as_str())
         .collect();
     for (name, ft) in &entries {
-        if !name.starts_with(STAGING_PREFIX) {
+        if !name.starts_with(hostenv::STAGING_PREFIX) {
             continue;
         }
         if *ft == FileType::Directory {
+            if name.starts_with(&own) {
+                continue;
+            }
             let lock_name = format!("{name}-lock");
             if let Ok(Some(lock)) = LockFile::try_lock(tmp, &lock_name, LockKind::Exclusive) {
                 let _ = util::remove_all_at(tmp, name);
@@ -307,6 +337,50 @@ fn cleanup_dead_staging(tmp: BorrowedFd<'_>) {
             }
         }
     }
+}
+
+/// ostree's tmp/ cleanup deletes unknown files older than a day, a lock file of a handle
+/// living longer included (after which the live directory would look dead), but skips files
+/// "from the future": date a staging lock file in 2100.
+fn date_lock_in_future(lock: &LockFile) {
+    let _ = rustix::fs::futimens(
+        lock.fd(),
+        &rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 4_102_444_800,
+                tv_nsec: 0,
+            },
+        },
+    );
+}
+
+/// Timestamps meaning "now" for `futimens`.
+fn now_timestamps() -> rustix::fs::Timestamps {
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    rustix::fs::Timestamps {
+        last_access: now,
+        last_modification: now,
+    }
+}
+
+/// `XXXXXX` of a new staging directory's name (`mkdtemp`'s alphabet).
+fn random_suffix() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = util::random_u64();
+    (0..6)
+        .map(|_| {
+            let c = CHARS[(x % CHARS.len() as u64) as usize] as char;
+            x /= CHARS.len() as u64;
+            c
+        })
+        .collect()
 }
 
 impl FsStore {
@@ -385,7 +459,16 @@ impl FsStore {
             }
         };
         if let Some(tmp) = &tmp_fd {
-            cleanup_dead_staging(tmp.as_fd());
+            let expiry = match cfg.keyfile.get("core", "tmp-expiry-secs") {
+                Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                    Error::invalid(format!(
+                        "opening repo: {}/config: core.tmp-expiry-secs: not a number: {v}",
+                        path.display()
+                    ))
+                })?,
+                None => 86_400,
+            };
+            cleanup_tmp(tmp.as_fd(), expiry);
         }
         Ok(FsStore {
             inner: Arc::new(Inner {
@@ -407,6 +490,7 @@ impl FsStore {
                 unnamed_limit: AtomicUsize::new(default_unnamed_limit()),
                 sync_lock: Mutex::new(()),
                 dirty: AtomicBool::new(false),
+                txn_open: AtomicBool::new(false),
                 no_reflink: AtomicBool::new(false),
                 no_copy_range: AtomicBool::new(false),
             }),
@@ -449,6 +533,16 @@ impl Inner {
         })
     }
 
+    /// A put is starting: a transaction is open from here to the next completed `sync`, with
+    /// a staging directory (created now if needed, as ostree creates one when a transaction
+    /// begins; a failure here is left to the put that needs the directory).
+    pub(crate) fn begin_put(&self) {
+        self.dirty.store(true, Ordering::Release);
+        if !self.txn_open.swap(true, Ordering::AcqRel) && self.tmp_fd.is_some() {
+            let _ = self.staging();
+        }
+    }
+
     /// This handle's staging directory, created on first use.
     pub(crate) fn staging(&self) -> Result<&Staging> {
         if let Some(s) = self.staging.get() {
@@ -463,6 +557,8 @@ impl Inner {
         Ok(self.staging.get().expect("staging was just set"))
     }
 
+    /// A staging directory for this handle: an unlocked one of this boot, emptied (as ostree
+    /// reuses them), or a new `staging-<boot id>-XXXXXX`.
     fn create_staging(&self) -> Result<Staging> {
         let tmp = self.tmp_fd()?;
         let ctx = |what: &str, name: &str| {
@@ -471,8 +567,12 @@ impl Inner {
                 self.root.display()
             )
         };
+        let prefix = hostenv::staging_prefix();
+        if let Some(st) = self.adopt_staging(tmp, &prefix) {
+            return Ok(st);
+        }
         for _ in 0..64 {
-            let name = format!("{STAGING_PREFIX}{:016x}", util::random_u64());
+            let name = format!("{prefix}{}", random_suffix());
             let lock_name = format!("{name}-lock");
             // Lock first, then create the directory: a cleaner that sees the directory can
             // never take its lock while we live.
@@ -491,22 +591,7 @@ impl Inner {
             else {
                 continue;
             };
-            // ostree's tmp/ cleanup deletes unknown files older than a day, a lock file of a
-            // handle living longer included (after which the live directory would look dead),
-            // but skips files "from the future": date the lock file in 2100.
-            let _ = rustix::fs::futimens(
-                lock.fd(),
-                &rustix::fs::Timestamps {
-                    last_access: rustix::fs::Timespec {
-                        tv_sec: 0,
-                        tv_nsec: rustix::fs::UTIME_OMIT,
-                    },
-                    last_modification: rustix::fs::Timespec {
-                        tv_sec: 4_102_444_800,
-                        tv_nsec: 0,
-                    },
-                },
-            );
+            date_lock_in_future(&lock);
             match rustix::fs::mkdirat(tmp, name.as_str(), Mode::from_raw_mode(0o775)) {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
@@ -526,18 +611,54 @@ impl Inner {
                     return Err(io_err(ctx("open", &name), e));
                 }
             };
-            return Ok(Staging {
-                path: self.root.join("tmp").join(&name),
-                name,
-                dir,
-                lock,
-                counter: AtomicU64::new(0),
-            });
+            return Ok(self.staging_at(name, dir, lock));
         }
         Err(Error::Other(format!(
             "could not allocate a staging directory in {}/tmp",
             self.root.display()
         )))
+    }
+
+    /// Take over an unlocked staging directory of this boot (left by an aborted transaction),
+    /// emptied: what our staged files were is known only to the handle that wrote them, and
+    /// ostree's staged objects are not trusted unverified.
+    fn adopt_staging(&self, tmp: BorrowedFd<'_>, prefix: &str) -> Option<Staging> {
+        let mut names: Vec<String> = util::read_dir_at(tmp, ".")
+            .ok()?
+            .into_iter()
+            .filter(|(n, ft)| *ft == FileType::Directory && n.starts_with(prefix))
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        for name in names {
+            let Ok(Some(lock)) =
+                LockFile::try_lock(tmp, &format!("{name}-lock"), LockKind::Exclusive)
+            else {
+                continue;
+            };
+            let dir = match util::open_dir(tmp, &name) {
+                Ok(d) if util::remove_contents(d.as_fd()).is_ok() => d,
+                _ => {
+                    lock.release(tmp);
+                    continue;
+                }
+            };
+            date_lock_in_future(&lock);
+            // Touched, as ostree touches a directory it reuses (its cleanup goes by age).
+            let _ = rustix::fs::futimens(&dir, &now_timestamps());
+            return Some(self.staging_at(name, dir, lock));
+        }
+        None
+    }
+
+    fn staging_at(&self, name: String, dir: OwnedFd, lock: LockFile) -> Staging {
+        Staging {
+            path: self.root.join("tmp").join(&name),
+            name,
+            dir,
+            lock,
+            counter: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn staging_if_exists(&self) -> Option<&Staging> {

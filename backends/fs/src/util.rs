@@ -226,9 +226,18 @@ pub(crate) fn remove_all_at(dirfd: BorrowedFd<'_>, name: &str) -> rustix::io::Re
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
+    remove_contents(sub.as_fd())?;
+    match rustix::fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove everything inside the directory `sub` (not the directory itself).
+pub(crate) fn remove_contents(sub: BorrowedFd<'_>) -> rustix::io::Result<()> {
     let mut names = Vec::new();
     {
-        let mut dir = Dir::read_from(&sub)?;
+        let mut dir = Dir::read_from(sub)?;
         while let Some(ent) = dir.read() {
             let ent = ent?;
             let n = ent.file_name().to_bytes();
@@ -241,7 +250,7 @@ pub(crate) fn remove_all_at(dirfd: BorrowedFd<'_>, name: &str) -> rustix::io::Re
         let Ok(n) = String::from_utf8(n.clone()) else {
             // Non-UTF-8 names: unlink by raw bytes.
             let c = std::ffi::CString::new(n).map_err(|_| Errno::INVAL)?;
-            match rustix::fs::unlinkat(&sub, c.as_c_str(), AtFlags::empty()) {
+            match rustix::fs::unlinkat(sub, c.as_c_str(), AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(Errno::ISDIR) => {
                     return Err(Errno::NOTEMPTY);
@@ -251,19 +260,16 @@ pub(crate) fn remove_all_at(dirfd: BorrowedFd<'_>, name: &str) -> rustix::io::Re
             continue;
         };
         if ft == FileType::Directory {
-            remove_all_at(sub.as_fd(), &n)?;
+            remove_all_at(sub, &n)?;
         } else {
-            match rustix::fs::unlinkat(&sub, n.as_str(), AtFlags::empty()) {
+            match rustix::fs::unlinkat(sub, n.as_str(), AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
-                Err(Errno::ISDIR) => remove_all_at(sub.as_fd(), &n)?,
+                Err(Errno::ISDIR) => remove_all_at(sub, &n)?,
                 Err(e) => return Err(e),
             }
         }
     }
-    match rustix::fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(e),
-    }
+    Ok(())
 }
 
 /// An `Io` error whose context names a path.

@@ -24,10 +24,30 @@ fn staging_dirs(repo: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(repo.join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("staging-rs-") && !n.ends_with("-lock"))
+        .filter(|n| n.starts_with("staging-") && !n.ends_with("-lock"))
         .collect();
     v.sort();
     v
+}
+
+/// Entries inside the staging directory `name`.
+fn staged_entries(repo: &std::path::Path, name: &str) -> usize {
+    std::fs::read_dir(repo.join("tmp").join(name))
+        .unwrap()
+        .count()
+}
+
+fn lock_files(repo: &std::path::Path) -> usize {
+    std::fs::read_dir(repo.join("tmp"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("-lock")
+        })
+        .count()
 }
 
 /// Files (not directories) under `objects/`.
@@ -100,16 +120,17 @@ async fn staged_until_sync() {
     assert_eq!(commits, [objs[6].key]);
     // A second sync with nothing staged is a no-op; the staging dir is kept for reuse.
     a.sync().await.unwrap();
-    assert_eq!(staging_dirs(&p).len(), 1);
+    let dirs = staging_dirs(&p);
+    assert_eq!(dirs.len(), 1);
+    assert!(
+        dirs[0].starts_with(&ostree_core::hostenv::staging_prefix()),
+        "named after this boot as ostree names its own: {}",
+        dirs[0]
+    );
+    // A completed transaction: the directory and its lock go with the handle.
     drop(a);
     assert!(staging_dirs(&p).is_empty());
-    assert!(
-        !std::fs::read_dir(p.join("tmp")).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .ends_with("-lock"))
-    );
+    assert_eq!(lock_files(&p), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,15 +142,27 @@ async fn drop_without_sync_discards() {
     for o in &objs {
         a.put(&o.key, o.write()).await.unwrap();
     }
-    assert_eq!(staging_dirs(&p).len(), 1);
+    let dirs = staging_dirs(&p);
+    assert_eq!(dirs.len(), 1);
+    // An aborted transaction: nothing published, the directory stays (emptied, unlocked) for
+    // this boot's next transaction, as ostree keeps its own.
     drop(a);
-    assert!(staging_dirs(&p).is_empty());
+    assert_eq!(staging_dirs(&p), dirs);
+    assert_eq!(staged_entries(&p, &dirs[0]), 0);
+    assert_eq!(lock_files(&p), 0);
     let b = FsStore::open(&p, OpenOptions::default()).await.unwrap();
     for o in &objs {
         assert!(!b.has(&o.key).await.unwrap());
     }
     let listed: Vec<ObjectKey> = b.list(None).try_collect().await.unwrap();
     assert!(listed.is_empty());
+    // The next writer of this boot takes it over, and removes it once its transaction is done.
+    b.put(&objs[0].key, objs[0].write()).await.unwrap();
+    assert_eq!(staging_dirs(&p), dirs);
+    assert_eq!(lock_files(&p), 1);
+    b.sync().await.unwrap();
+    drop(b);
+    assert!(staging_dirs(&p).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,32 +170,98 @@ async fn dead_staging_removed_live_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("r");
     let live = new_repo(&p, RepoMode::Bare).await;
+    assert!(
+        staging_dirs(&p).is_empty(),
+        "a handle that writes nothing stages nothing"
+    );
     let (_, o) = file(0o644, b"live\n", vec![]);
     live.put(&o.key, o.write()).await.unwrap();
-    // Held unnamed until its path is asked for, which names it in the staging directory.
-    assert!(staging_dirs(&p).is_empty());
-    assert!(live.local_path(&o.key).unwrap().starts_with(p.join("tmp")));
+    // A transaction is open: it has its (locked) staging directory, as ostree's do.
     let live_dir = staging_dirs(&p);
     assert_eq!(live_dir.len(), 1);
-    // A crashed writer: a staging dir (and an orphaned lock file) that nobody holds.
-    std::fs::create_dir_all(p.join("tmp/staging-rs-00dead00/sub")).unwrap();
-    std::fs::write(p.join("tmp/staging-rs-00dead00/sub/o1"), b"partial").unwrap();
-    std::fs::write(p.join("tmp/staging-rs-00dead00-lock"), b"").unwrap();
+    assert!(live.local_path(&o.key).unwrap().starts_with(p.join("tmp")));
+    // Crashed writers of another boot (ostree's naming, and our naming before boot ids), with
+    // an orphaned lock file, and an aborted transaction of this boot that nobody holds.
+    std::fs::create_dir_all(p.join("tmp/staging-0123-other-boot-dead00/sub")).unwrap();
+    std::fs::write(
+        p.join("tmp/staging-0123-other-boot-dead00/sub/o1"),
+        b"partial",
+    )
+    .unwrap();
+    std::fs::write(p.join("tmp/staging-0123-other-boot-dead00-lock"), b"").unwrap();
+    std::fs::create_dir(p.join("tmp/staging-rs-00dead00")).unwrap();
     std::fs::write(p.join("tmp/staging-rs-0orphan0-lock"), b"").unwrap();
-    // An ostree staging dir and other files are not ours to touch.
-    std::fs::create_dir(p.join("tmp/staging-0123-abcd-xyz")).unwrap();
+    let mine = format!("{}left00", ostree_core::hostenv::staging_prefix());
+    std::fs::create_dir(p.join("tmp").join(&mine)).unwrap();
+    std::fs::write(p.join("tmp").join(&mine).join("o0"), b"junk").unwrap();
     let other = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+    let mut expect = live_dir.clone();
+    expect.push(mine.clone());
+    expect.sort();
     assert_eq!(
         staging_dirs(&p),
-        live_dir,
-        "dead dir removed, live dir kept"
+        expect,
+        "other boots' dirs removed; the live one and this boot's reusable one kept"
     );
-    assert!(!p.join("tmp/staging-rs-00dead00-lock").exists());
+    assert!(!p.join("tmp/staging-0123-other-boot-dead00-lock").exists());
     assert!(!p.join("tmp/staging-rs-0orphan0-lock").exists());
-    assert!(p.join("tmp/staging-0123-abcd-xyz").exists());
     assert!(live.has(&o.key).await.unwrap());
     live.sync().await.unwrap();
     assert!(other.has(&o.key).await.unwrap());
+    // The next transaction of this boot reuses the unlocked directory, emptied.
+    let (_, o2) = file(0o644, b"second\n", vec![]);
+    other.put(&o2.key, o2.write()).await.unwrap();
+    assert_eq!(staging_dirs(&p), expect, "reused, not a new one");
+    assert!(!p.join("tmp").join(&mine).join("o0").exists());
+    assert!(p.join("tmp").join(format!("{mine}-lock")).exists());
+    other.sync().await.unwrap();
+    drop(other);
+    assert_eq!(staging_dirs(&p), live_dir);
+}
+
+/// Leftovers of killed processes in `tmp/` (spool files, checkout-cache staging) expire after
+/// `core.tmp-expiry-secs` as with ostree; recent and future-dated ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tmp_leftovers_expire() {
+    use std::time::{Duration, SystemTime};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("r");
+    drop(new_repo(&p, RepoMode::BareUser).await);
+    let set_mtime = |rel: &str, t: SystemTime| {
+        std::fs::File::open(p.join(rel))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let day = Duration::from_secs(86_400);
+    std::fs::write(p.join("tmp/.pull-123-0"), b"spooled").unwrap();
+    set_mtime("tmp/.pull-123-0", SystemTime::now() - 2 * day);
+    std::fs::create_dir_all(p.join("tmp/ucache-123-00ff/ab")).unwrap();
+    std::fs::write(p.join("tmp/ucache-123-00ff/ab/cd.file"), b"x").unwrap();
+    set_mtime("tmp/ucache-123-00ff", SystemTime::now() - 2 * day);
+    std::fs::write(p.join("tmp/.pull-456-0"), b"recent").unwrap();
+    std::fs::write(p.join("tmp/future"), b"").unwrap();
+    set_mtime("tmp/future", SystemTime::now() + 365 * day);
+    set_mtime("tmp/cache", SystemTime::now() - 2 * day);
+    drop(FsStore::open(&p, OpenOptions::default()).await.unwrap());
+    assert!(!p.join("tmp/.pull-123-0").exists());
+    assert!(!p.join("tmp/ucache-123-00ff").exists());
+    assert!(p.join("tmp/.pull-456-0").exists());
+    assert!(p.join("tmp/future").exists());
+    assert!(p.join("tmp/cache").is_dir());
+    // A shorter expiry set in the config applies.
+    let cfg = std::fs::read_to_string(p.join("config")).unwrap();
+    std::fs::write(
+        p.join("config"),
+        cfg.replace("[core]\n", "[core]\ntmp-expiry-secs=60\n"),
+    )
+    .unwrap();
+    set_mtime(
+        "tmp/.pull-456-0",
+        SystemTime::now() - Duration::from_secs(120),
+    );
+    drop(FsStore::open(&p, OpenOptions::default()).await.unwrap());
+    assert!(!p.join("tmp/.pull-456-0").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -882,6 +981,8 @@ async fn held_files_published_early_in_dependency_order() {
         a.put(&t.key, t.write()).await.unwrap();
         drop(a);
         assert!(!b.has(&t.key).await.unwrap(), "{mode}");
-        assert!(staging_dirs(&p).is_empty(), "{mode}");
+        for d in staging_dirs(&p) {
+            assert_eq!(staged_entries(&p, &d), 0, "{mode}: leftovers in {d}");
+        }
     }
 }

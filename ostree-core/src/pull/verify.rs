@@ -17,8 +17,7 @@ use crate::sign::policy::PullVerification;
 use crate::{Error, Result};
 
 fn test_error_invalid_cache() -> bool {
-    std::env::var("OSTREE_REPO_TEST_ERROR")
-        .is_ok_and(|v| v.split(',').any(|f| f.trim() == "invalid-cache"))
+    crate::hostenv::test_error("invalid-cache")
 }
 
 async fn fetch_plain(src: &RemoteSource, path: &str) -> Result<Option<(Bytes, Option<String>)>> {

@@ -1279,10 +1279,19 @@ impl Repo {
 
     /// Make everything written so far durable, then move `refs` (compare-and-swap against the
     /// value each ref had when the transaction started).
+    ///
+    /// With `OSTREE_REPO_TEST_ERROR=pre-commit` (upstream's test hook) it fails before anything
+    /// is made durable or any ref moves, as `ostree_repo_commit_transaction` does: what was
+    /// written stays in the store's staging area, as after a crash.
     pub async fn commit_transaction(
         &self,
         refs: &[(Option<String>, String, RefExpect, Option<Checksum>)],
     ) -> Result<()> {
+        if crate::hostenv::test_error("pre-commit") {
+            return Err(Error::Other(
+                "OSTREE_REPO_TEST_ERROR_PRE_COMMIT specified".into(),
+            ));
+        }
         self.store().sync().await?;
         for (remote, name, expect, value) in refs {
             self.update_ref(remote.as_deref(), name, *expect, *value)

@@ -32,17 +32,6 @@ struct RefsTransaction {
     _lock: fsutil::LockFile,
 }
 
-fn boot_id() -> String {
-    if let Ok(v) = std::env::var("OSTREE_BOOTID")
-        && !v.is_empty()
-    {
-        return v;
-    }
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn random_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -64,7 +53,7 @@ fn random_suffix() -> String {
 impl RefsTransaction {
     fn start(repo_path: &Path) -> Result<RefsTransaction> {
         let tmp = repo_path.join("tmp");
-        let prefix = format!("staging-{}-", boot_id());
+        let prefix = crate::hostenv::staging_prefix();
         if let Ok(rd) = std::fs::read_dir(&tmp) {
             let mut names: Vec<String> = rd
                 .flatten()
@@ -107,15 +96,16 @@ impl RefsTransaction {
     }
 
     fn check_pre_commit(&self) -> Result<()> {
-        let v = std::env::var("OSTREE_REPO_TEST_ERROR").unwrap_or_default();
-        if v.split(',').any(|k| k.trim() == "pre-commit") {
-            return Err(Error::Other("OSTREE_REPO_TEST_ERROR_PRE_COMMIT".into()));
+        if crate::hostenv::test_error("pre-commit") {
+            return Err(Error::Other(
+                "OSTREE_REPO_TEST_ERROR_PRE_COMMIT specified".into(),
+            ));
         }
         Ok(())
     }
 
     fn finish(self) -> Result<()> {
-        let own_prefix = format!("staging-{}-", boot_id());
+        let own_prefix = crate::hostenv::staging_prefix();
         if let Ok(rd) = std::fs::read_dir(&self.tmp) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
