@@ -2,7 +2,8 @@
 //! (SIGSTOP) keeps, through its lease, everything it relies on while a prune on the bucket
 //! deletes the real garbage; resumed, it completes and the real ostree pulls an fsck-clean
 //! commit. A push stopped for longer than its lease's ttl stops before publishing, and a
-//! rerun completes. Each test starts its own moto (see `s3_common`).
+//! rerun completes. Writers without a lease are covered by the grace period. Each test starts
+//! its own moto (see `s3_common`).
 
 mod s3_common;
 
@@ -189,6 +190,53 @@ fn a_push_stopped_past_its_lease_stops_before_publishing_and_a_rerun_completes()
     let r = on_bucket(&o, &dest, &["fsck"]);
     assert!(r.success(), "{}", r.describe());
     real_pulls_next(&real, dir.path(), &moto.http("expire"), &c);
+}
+
+/// Writers that take no lease are covered by the grace period
+/// (`object-storage.prune-grace-seconds` in the bucket's config): a prune keeps unreferenced
+/// objects younger than it, and deletes them once they are older.
+#[test]
+fn prune_keeps_unreferenced_objects_younger_than_the_grace_period() {
+    let Some(moto) = Moto::start() else { return };
+    let o = ours();
+    let dir = scratch("s3-grace-");
+    let dest = moto.url("grace");
+    let (tree, local) = (dir.path().join("tree"), dir.path().join("local"));
+    make_bulk_tree(&tree, 30, 2, 71);
+    let kept = commit(&o, &local, &tree, "K");
+    push_ok(&o, &local, &dest, &["main"]);
+    let (gtree, grepo) = (dir.path().join("gtree"), dir.path().join("g"));
+    make_bulk_tree(&gtree, 20, 2, 72);
+    let g = commit_on(&o, &grepo, "junk", &gtree, "G");
+    push_ok(&o, &grepo, &dest, &["junk"]);
+    let r = on_bucket(&o, &dest, &["refs", "--delete", "junk"]);
+    assert!(r.success(), "{}", r.describe());
+
+    let grace = |secs: &str| {
+        let r = on_bucket(
+            &o,
+            &dest,
+            &["config", "set", "object-storage.prune-grace-seconds", secs],
+        );
+        assert!(r.success(), "{}", r.describe());
+    };
+    grace("3600");
+    let r = on_bucket(&o, &dest, &["prune", "--refs-only"]);
+    assert!(r.success(), "{}", r.describe());
+    assert!(r.out().contains("Kept "), "nothing kept:\n{}", r.out());
+    assert_eq!(http_status(&moto, &commit_key("grace", &g)), "200");
+
+    // Older than a 1 s grace period (plus the store clock's slack): gone.
+    grace("1");
+    std::thread::sleep(Duration::from_secs(4));
+    let r = on_bucket(&o, &dest, &["prune", "--refs-only"]);
+    assert!(r.success(), "{}", r.describe());
+    assert!(r.out().contains("Deleted "), "{}", r.out());
+    assert!(!r.out().contains("Kept "), "{}", r.out());
+    assert_eq!(http_status(&moto, &commit_key("grace", &g)), "404");
+    assert_eq!(http_status(&moto, &commit_key("grace", &kept)), "200");
+    let r = on_bucket(&o, &dest, &["fsck"]);
+    assert!(r.success(), "{}", r.describe());
 }
 
 #[test]
