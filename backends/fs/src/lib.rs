@@ -49,8 +49,11 @@
 //! unlocked directory of this boot is reused (emptied) before a new one is made. A handle
 //! dropped after its last transaction completed (`sync`) removes its directory; one dropped
 //! with a transaction open (aborted, or stopped by `OSTREE_REPO_TEST_ERROR=pre-commit`) leaves
-//! it, emptied, for the next transaction of this boot, as ostree does. Opening a repository
-//! removes unlocked staging directories of other boots (their processes are gone).
+//! it, emptied, for the next transaction of this boot, as ostree does. The end of every
+//! transaction (completed or aborted) cleans `tmp/` as ostree's does: unlocked staging
+//! directories of other boots (their processes are gone), and other entries older than
+//! `core.tmp-expiry-secs` (a day by default: spool files and checkout-cache staging left by
+//! killed processes).
 //!
 //! With `core.fsync=false` objects are linked into place as soon as written; with
 //! `core.per-object-fsync=true` each object is fsynced and linked at once (ostree's option).

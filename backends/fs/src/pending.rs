@@ -331,8 +331,11 @@ impl Inner {
         // Puts from here on belong to the next transaction; a failed sync leaves this one open.
         let was_open = self.txn_open.swap(false, Ordering::AcqRel);
         let r = self.sync_durable();
-        if r.is_err() && was_open {
-            self.txn_open.store(true, Ordering::Release);
+        match (&r, was_open) {
+            (Err(_), true) => self.txn_open.store(true, Ordering::Release),
+            // A transaction completed: ostree's commit_transaction cleans tmp/ here.
+            (Ok(()), true) => self.cleanup_tmp(),
+            _ => {}
         }
         r
     }

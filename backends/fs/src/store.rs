@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     /// A put happened since the last completed `sync`: a transaction is open. A handle dropped
     /// with one open aborted it, and keeps its staging directory for this boot's next one.
     pub(crate) txn_open: AtomicBool,
+    /// `core.tmp-expiry-secs`: age past which unknown `tmp/` entries are removed.
+    tmp_expiry_secs: u64,
     /// `FICLONE` failed once: do not try it again.
     pub(crate) no_reflink: AtomicBool,
     /// `copy_file_range` failed once: do not try it again.
@@ -127,8 +129,9 @@ impl Drop for Inner {
         // Discard everything not published. After an aborted transaction the (emptied)
         // directory stays for the next transaction of this boot, as ostree's does; after a
         // completed one it goes.
+        let aborted = self.txn_open.load(Ordering::Acquire);
         if let (Some(st), Some(tmp)) = (self.staging.take(), self.tmp_fd.as_ref()) {
-            if self.txn_open.load(Ordering::Acquire) {
+            if aborted {
                 let _ = util::remove_contents(st.dir.as_fd());
                 drop(st.dir);
             } else {
@@ -136,6 +139,10 @@ impl Drop for Inner {
                 let _ = util::remove_all_at(tmp.as_fd(), &st.name);
             }
             st.lock.release(tmp.as_fd());
+        }
+        if aborted {
+            // As ostree's abort_transaction.
+            self.cleanup_tmp();
         }
     }
 }
@@ -280,6 +287,16 @@ fn create_layout(path: &Path, mode: RepoMode) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+impl Inner {
+    /// Clean `tmp/` as ostree's `cleanup_tmpdir` does at the end of every transaction (see
+    /// [`cleanup_tmp`]).
+    pub(crate) fn cleanup_tmp(&self) {
+        if let Some(tmp) = &self.tmp_fd {
+            cleanup_tmp(tmp.as_fd(), self.tmp_expiry_secs);
+        }
+    }
 }
 
 /// Clean `tmp/` as ostree's `cleanup_tmpdir` does: remove the staging directories of other
@@ -458,18 +475,15 @@ impl FsStore {
                 ));
             }
         };
-        if let Some(tmp) = &tmp_fd {
-            let expiry = match cfg.keyfile.get("core", "tmp-expiry-secs") {
-                Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                    Error::invalid(format!(
-                        "opening repo: {}/config: core.tmp-expiry-secs: not a number: {v}",
-                        path.display()
-                    ))
-                })?,
-                None => 86_400,
-            };
-            cleanup_tmp(tmp.as_fd(), expiry);
-        }
+        let tmp_expiry_secs = match cfg.keyfile.get("core", "tmp-expiry-secs") {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                Error::invalid(format!(
+                    "opening repo: {}/config: core.tmp-expiry-secs: not a number: {v}",
+                    path.display()
+                ))
+            })?,
+            None => 86_400,
+        };
         Ok(FsStore {
             inner: Arc::new(Inner {
                 root: path,
@@ -491,6 +505,7 @@ impl FsStore {
                 sync_lock: Mutex::new(()),
                 dirty: AtomicBool::new(false),
                 txn_open: AtomicBool::new(false),
+                tmp_expiry_secs,
                 no_reflink: AtomicBool::new(false),
                 no_copy_range: AtomicBool::new(false),
             }),

@@ -195,32 +195,38 @@ async fn dead_staging_removed_live_kept() {
     std::fs::create_dir(p.join("tmp").join(&mine)).unwrap();
     std::fs::write(p.join("tmp").join(&mine).join("o0"), b"junk").unwrap();
     let other = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+    assert_eq!(
+        staging_dirs(&p).len(),
+        4,
+        "opening cleans nothing (as ostree)"
+    );
+    // The next transaction of this boot reuses the unlocked directory, emptied.
+    let (_, o2) = file(0o644, b"second\n", vec![]);
+    other.put(&o2.key, o2.write()).await.unwrap();
+    assert!(!p.join("tmp").join(&mine).join("o0").exists());
+    assert!(p.join("tmp").join(format!("{mine}-lock")).exists());
+    // Completing it cleans tmp/ as ostree's commit_transaction does.
+    other.sync().await.unwrap();
     let mut expect = live_dir.clone();
     expect.push(mine.clone());
     expect.sort();
     assert_eq!(
         staging_dirs(&p),
         expect,
-        "other boots' dirs removed; the live one and this boot's reusable one kept"
+        "other boots' dirs removed; the live one and this boot's one in use kept"
     );
     assert!(!p.join("tmp/staging-0123-other-boot-dead00-lock").exists());
     assert!(!p.join("tmp/staging-rs-0orphan0-lock").exists());
     assert!(live.has(&o.key).await.unwrap());
     live.sync().await.unwrap();
     assert!(other.has(&o.key).await.unwrap());
-    // The next transaction of this boot reuses the unlocked directory, emptied.
-    let (_, o2) = file(0o644, b"second\n", vec![]);
-    other.put(&o2.key, o2.write()).await.unwrap();
-    assert_eq!(staging_dirs(&p), expect, "reused, not a new one");
-    assert!(!p.join("tmp").join(&mine).join("o0").exists());
-    assert!(p.join("tmp").join(format!("{mine}-lock")).exists());
-    other.sync().await.unwrap();
     drop(other);
     assert_eq!(staging_dirs(&p), live_dir);
 }
 
 /// Leftovers of killed processes in `tmp/` (spool files, checkout-cache staging) expire after
-/// `core.tmp-expiry-secs` as with ostree; recent and future-dated ones stay.
+/// `core.tmp-expiry-secs` when a transaction completes, as with ostree; recent and
+/// future-dated ones stay, and merely opening the repository removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tmp_leftovers_expire() {
     use std::time::{Duration, SystemTime};
@@ -233,6 +239,12 @@ async fn tmp_leftovers_expire() {
             .set_modified(t)
             .unwrap();
     };
+    let one_transaction = async |content: &[u8]| {
+        let s = FsStore::open(&p, OpenOptions::default()).await.unwrap();
+        let (_, o) = file(0o644, content, vec![]);
+        s.put(&o.key, o.write()).await.unwrap();
+        s.sync().await.unwrap();
+    };
     let day = Duration::from_secs(86_400);
     std::fs::write(p.join("tmp/.pull-123-0"), b"spooled").unwrap();
     set_mtime("tmp/.pull-123-0", SystemTime::now() - 2 * day);
@@ -244,6 +256,8 @@ async fn tmp_leftovers_expire() {
     set_mtime("tmp/future", SystemTime::now() + 365 * day);
     set_mtime("tmp/cache", SystemTime::now() - 2 * day);
     drop(FsStore::open(&p, OpenOptions::default()).await.unwrap());
+    assert!(p.join("tmp/.pull-123-0").exists(), "removed by an open");
+    one_transaction(b"first\n").await;
     assert!(!p.join("tmp/.pull-123-0").exists());
     assert!(!p.join("tmp/ucache-123-00ff").exists());
     assert!(p.join("tmp/.pull-456-0").exists());
@@ -260,7 +274,7 @@ async fn tmp_leftovers_expire() {
         "tmp/.pull-456-0",
         SystemTime::now() - Duration::from_secs(120),
     );
-    drop(FsStore::open(&p, OpenOptions::default()).await.unwrap());
+    one_transaction(b"second\n").await;
     assert!(!p.join("tmp/.pull-456-0").exists());
 }
 

@@ -14,6 +14,7 @@ mod kill;
 mod pull;
 mod repo_admin;
 mod rich;
+mod staging;
 mod tar;
 mod ucache;
 mod vectors;
