@@ -80,7 +80,178 @@ fn bounds(payload: &Bytes, off: u64, len: u64) -> Result<Bytes> {
     Ok(payload.slice(off as usize..end as usize))
 }
 
-fn file_meta(part: &PartPayload, mode_idx: u64, xattr_idx: u64) -> Result<FileMeta> {
+/// Random access to a part's payload, held in memory or in a spool file.
+pub(crate) trait PayloadRead {
+    /// Length of the payload.
+    fn len(&self) -> u64;
+    /// `len` bytes at `off`, bounds-checked.
+    fn read(&self, off: u64, len: u64) -> Result<Bytes>;
+}
+
+impl PayloadRead for Bytes {
+    fn len(&self) -> u64 {
+        Bytes::len(self) as u64
+    }
+    fn read(&self, off: u64, len: u64) -> Result<Bytes> {
+        bounds(self, off, len)
+    }
+}
+
+/// A payload in a file (a decompressed part spooled to disk): read on demand.
+#[derive(Debug)]
+struct FilePayload {
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+}
+
+impl PayloadRead for FilePayload {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read(&self, off: u64, len: u64) -> Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        off.checked_add(len)
+            .filter(|e| *e <= self.len)
+            .ok_or_else(|| Error::corrupted(format!("Invalid offset/length {off}/{len}")))?;
+        let n = usize::try_from(len)
+            .map_err(|_| Error::corrupted(format!("Invalid offset/length {off}/{len}")))?;
+        let mut buf = vec![0u8; n];
+        self.file
+            .read_exact_at(&mut buf, self.start + off)
+            .map_err(|e| Error::io("reading a spooled delta part", e))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A part ready to run: tables and operations in memory, the payload wherever it is.
+pub(crate) struct PartView<'a> {
+    modes: &'a [(u32, u32, u32)],
+    xattrs: &'a [crate::objects::Xattrs],
+    ops: &'a [u8],
+    payload: &'a dyn PayloadRead,
+}
+
+impl<'a> From<&'a PartPayload> for PartView<'a> {
+    fn from(p: &'a PartPayload) -> Self {
+        PartView {
+            modes: &p.modes,
+            xattrs: &p.xattrs,
+            ops: &p.ops,
+            payload: &p.payload,
+        }
+    }
+}
+
+/// Parts whose declared uncompressed size is larger than this are decompressed into a spool
+/// file (in the repository's `tmp/`) and their payload is read from there as operations need
+/// it, rather than held in memory whole.
+pub const SPOOL_PART_OVER: u64 = 4 * 1024 * 1024;
+
+/// Memory allowed for parts being decompressed at once, in MiB. An xz decoder's dictionary
+/// fills as the part is decompressed (up to the part's size, 32 MiB for ostree's parts), so
+/// decompressing two large parts together costs two dictionaries: a part waits until the
+/// budget has room for its size (capped at the budget). Executing a decompressed part
+/// takes no budget, so one part's operations run while the next is decompressed.
+const DECOMPRESS_BUDGET_MIB: u32 = 32;
+
+static DECOMPRESS_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(DECOMPRESS_BUDGET_MIB as usize);
+
+/// The share of [`DECOMPRESS_BUDGET_MIB`] a part of `usize` uncompressed bytes takes.
+fn decompress_cost(usize: u64) -> u32 {
+    u32::try_from(usize.div_ceil(1 << 20))
+        .unwrap_or(u32::MAX)
+        .clamp(1, DECOMPRESS_BUDGET_MIB)
+}
+
+/// A decompressed part, in memory or spooled.
+enum OpenedPart {
+    Memory(PartPayload),
+    Spooled {
+        modes: Vec<(u32, u32, u32)>,
+        xattrs: Vec<crate::objects::Xattrs>,
+        ops: Vec<u8>,
+        payload: FilePayload,
+    },
+}
+
+impl OpenedPart {
+    fn view(&self) -> PartView<'_> {
+        match self {
+            OpenedPart::Memory(p) => p.into(),
+            OpenedPart::Spooled {
+                modes,
+                xattrs,
+                ops,
+                payload,
+            } => PartView {
+                modes,
+                xattrs,
+                ops,
+                payload,
+            },
+        }
+    }
+}
+
+/// Verify (when `expected`) and decompress a part file: into memory when small or not
+/// xz-compressed, else into a spool file in `spool_dir` whose payload is read on demand.
+fn open_part_for_apply(
+    raw: &[u8],
+    h: &PartHeader,
+    verify: bool,
+    spool_over: u64,
+    spool_dir: &Path,
+) -> Result<OpenedPart> {
+    let limit = format::part_size_limit(h);
+    if h.usize <= spool_over || raw.first() != Some(&format::COMPRESSION_XZ) {
+        return Ok(OpenedPart::Memory(format::open_part(
+            raw,
+            verify.then_some(h),
+            limit,
+        )?));
+    }
+    if verify {
+        format::check_part(raw, h)?;
+    }
+    let body = raw.get(1..).unwrap_or_default();
+    let (spool, f) = crate::spool::Spool::create(spool_dir, "deltapart")?;
+    let werr = |e: std::io::Error| Error::io_path("writing spool file", spool.path(), e);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let len = format::xz_decompress_to(body, limit, &mut w)?;
+    w.into_inner().map_err(|e| werr(e.into_error()))?;
+    let file = std::fs::File::open(spool.path())
+        .map_err(|e| Error::io_path("opening spool file", spool.path(), e))?;
+    // The open handle is all that is needed from now on.
+    drop(spool);
+    let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut b = vec![0u8; n];
+        file.read_exact_at(&mut b, off)
+            .map_err(|e| Error::io("reading a spooled delta part", e))?;
+        Ok(b)
+    };
+    let tl = format::PartFraming::tail_len(len);
+    if len < tl as u64 {
+        return Err(Error::corrupted("Invalid delta part framing"));
+    }
+    let fr = format::PartFraming::parse(len, &read_at(len - tl as u64, tl)?)?;
+    let (modes, xattrs) = format::parse_part_tables(&read_at(0, fr.xattrs_end)?, fr.modes_end)?;
+    let ops = read_at(fr.payload_end as u64, fr.ops_end - fr.payload_end)?;
+    Ok(OpenedPart::Spooled {
+        modes,
+        xattrs,
+        ops,
+        payload: FilePayload {
+            file,
+            start: fr.xattrs_end as u64,
+            len: (fr.payload_end - fr.xattrs_end) as u64,
+        },
+    })
+}
+
+fn file_meta(part: &PartView<'_>, mode_idx: u64, xattr_idx: u64) -> Result<FileMeta> {
     let (uid, gid, mode) = *usize::try_from(mode_idx)
         .ok()
         .and_then(|i| part.modes.get(i))
@@ -174,12 +345,23 @@ pub(crate) fn execute(
     env: &mut dyn PartEnv,
     emit: &mut dyn FnMut(ProducedObject) -> Result<()>,
 ) -> Result<OpStats> {
+    execute_view(objects, &part.into(), stats_only, env, emit)
+}
+
+/// [`execute`] on a part whose payload may be in memory or spooled.
+fn execute_view(
+    objects: &[ObjectKey],
+    part: &PartView<'_>,
+    stats_only: bool,
+    env: &mut dyn PartEnv,
+    emit: &mut dyn FnMut(ProducedObject) -> Result<()>,
+) -> Result<OpStats> {
     let mut stats = OpStats::default();
     if objects.is_empty() {
         return Ok(stats);
     }
-    let ops = &part.ops;
-    let payload = &part.payload;
+    let ops = part.ops;
+    let payload = part.payload;
     let mut pos = 0usize;
     let mut index = 0usize;
     let mut source = Src::Unset;
@@ -206,19 +388,25 @@ pub(crate) fn execute(
                     if key.ty.is_meta() {
                         let len = read_varuint(ops, &mut pos)?;
                         let off = read_varuint(ops, &mut pos)?;
-                        let data = bounds(payload, off, len)?;
                         if !stats_only && !env.have(index) {
-                            emit(finish_meta(&key, data)?)?;
+                            emit(finish_meta(&key, payload.read(off, len)?)?)?;
+                        } else if off.checked_add(len).is_none_or(|e| e > payload.len()) {
+                            return Err(Error::corrupted(format!(
+                                "Invalid offset/length {off}/{len}"
+                            )));
                         }
                     } else {
                         let mi = read_varuint(ops, &mut pos)?;
                         let xi = read_varuint(ops, &mut pos)?;
                         let size = read_varuint(ops, &mut pos)?;
                         let off = read_varuint(ops, &mut pos)?;
-                        let data = bounds(payload, off, size)?;
                         let meta = file_meta(part, mi, xi)?;
                         if !stats_only && !env.have(index) {
-                            emit(finish_content(&key, meta, data)?)?;
+                            emit(finish_content(&key, meta, payload.read(off, size)?)?)?;
+                        } else if off.checked_add(size).is_none_or(|e| e > payload.len()) {
+                            return Err(Error::corrupted(format!(
+                                "Invalid offset/length {off}/{size}"
+                            )));
                         }
                     }
                     source = Src::Unset;
@@ -246,8 +434,7 @@ pub(crate) fn execute(
                     let cap = if skip {
                         0
                     } else {
-                        size.min(64 * 1024 * 1024)
-                            .min(payload.len() as u64 + (1 << 20)) as usize
+                        size.min(64 * 1024 * 1024).min(payload.len() + (1 << 20)) as usize
                     };
                     open = Some(Open {
                         idx: index,
@@ -278,7 +465,15 @@ pub(crate) fn execute(
                             o.skip = true;
                             return Ok(());
                         }
-                        Src::Unset => bounds(payload, off, len)?,
+                        Src::Unset if o.skip => {
+                            off.checked_add(len)
+                                .filter(|e| *e <= payload.len())
+                                .ok_or_else(|| {
+                                    Error::corrupted(format!("Invalid offset/length {off}/{len}"))
+                                })?;
+                            return Ok(());
+                        }
+                        Src::Unset => payload.read(off, len)?,
                     };
                     if o.skip {
                         return Ok(());
@@ -294,7 +489,7 @@ pub(crate) fn execute(
             op::SET_READ_SOURCE => {
                 let r: Result<()> = (|| {
                     let off = read_varuint(ops, &mut pos)?;
-                    let c = bounds(payload, off, 32)?;
+                    let c = payload.read(off, 32)?;
                     if stats_only {
                         source = Src::Unloaded;
                         return Ok(());
@@ -344,7 +539,11 @@ pub(crate) fn execute(
                 let r: Result<()> = (|| {
                     let off = read_varuint(ops, &mut pos)?;
                     let len = read_varuint(ops, &mut pos)?;
-                    let p = bounds(payload, off, len)?;
+                    off.checked_add(len)
+                        .filter(|e| *e <= payload.len())
+                        .ok_or_else(|| {
+                            Error::corrupted(format!("Invalid offset/length {off}/{len}"))
+                        })?;
                     let o = open
                         .as_mut()
                         .ok_or_else(|| Error::corrupted("no object open"))?;
@@ -364,6 +563,7 @@ pub(crate) fn execute(
                     if !o.buf.is_empty() {
                         return Err(Error::corrupted("bspatch into a partly written object"));
                     }
+                    let p = payload.read(off, len)?;
                     o.buf = bspatch::patch(src, &p, o.size)?;
                     Ok(())
                 })();
@@ -598,12 +798,25 @@ impl Repo {
         }
     }
 
-    /// Execute one part (already read) into the repository.
+    /// Execute one part (already read) into the repository. A part larger than
+    /// [`SPOOL_PART_OVER`] uncompressed is decompressed into a spool file rather than memory.
     pub async fn execute_static_delta_part(
         &self,
         header: &PartHeader,
-        raw: Vec<u8>,
+        raw: Bytes,
         verify_checksum: bool,
+    ) -> Result<usize> {
+        self.execute_static_delta_part_with(header, raw, verify_checksum, SPOOL_PART_OVER)
+            .await
+    }
+
+    /// [`Repo::execute_static_delta_part`], spooling parts over `spool_over` bytes.
+    pub(crate) async fn execute_static_delta_part_with(
+        &self,
+        header: &PartHeader,
+        raw: Bytes,
+        verify_checksum: bool,
+        spool_over: u64,
     ) -> Result<usize> {
         if header.version > format::PART_VERSION {
             return Err(Error::corrupted(format!(
@@ -616,15 +829,24 @@ impl Repo {
             return Ok(0);
         }
         let h2 = header.clone();
+        let spool_dir = crate::spool::dir_for(self);
+        let permit = DECOMPRESS_BUDGET
+            .acquire_many(decompress_cost(header.usize))
+            .await
+            .map_err(|e| Error::Other(format!("delta part: {e}")))?;
         let part = tokio::task::spawn_blocking(move || {
-            format::open_part(
-                &raw,
-                verify_checksum.then_some(&h2),
-                format::part_size_limit(&h2),
-            )
+            open_part_for_apply(&raw, &h2, verify_checksum, spool_over, &spool_dir)
         })
         .await
         .map_err(|e| Error::Other(format!("delta part: {e}")))??;
+        // A spooled part is executed from its file; one in memory keeps its share.
+        let _permit = match part {
+            OpenedPart::Spooled { .. } => {
+                drop(permit);
+                None
+            }
+            OpenedPart::Memory(_) => Some(permit),
+        };
         let repo = self.clone();
         let objects = header.objects.clone();
         let rt = tokio::runtime::Handle::current();
@@ -640,7 +862,7 @@ impl Repo {
                 tx.blocking_send(o)
                     .map_err(|_| Error::Other("delta part writer stopped".into()))
             };
-            execute(&objects, &part, false, &mut env, &mut emit)
+            execute_view(&objects, &part.view(), false, &mut env, &mut emit)
         });
         let store = self.store().clone();
         let mut written = 0usize;
@@ -727,7 +949,8 @@ impl Repo {
                     if have.iter().all(|x| *x) {
                         return Ok::<_, Error>(None);
                     }
-                    let raw = repo.read_static_delta_part(&sb, dir.as_deref(), i).await?;
+                    let raw =
+                        Bytes::from(repo.read_static_delta_part(&sb, dir.as_deref(), i).await?);
                     let n = repo
                         .execute_static_delta_part(h, raw, true)
                         .await
@@ -762,5 +985,143 @@ impl Repo {
         }
         self.store().sync().await?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::format::write_varuint;
+
+    struct NoSources;
+    impl PartEnv for NoSources {
+        fn have(&mut self, _: usize) -> bool {
+            false
+        }
+        fn source(&mut self, c: &Checksum) -> Result<Bytes> {
+            Err(Error::not_found(format!("no source {c}")))
+        }
+    }
+
+    fn regular() -> FileMeta {
+        FileMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o100644,
+            symlink_target: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn key_of(content: &[u8]) -> ObjectKey {
+        let c = content_checksum(&regular(), content).expect("checksum");
+        ObjectKey::new(c, ObjectType::File)
+    }
+
+    /// A part file (xz) producing `a` by splice and `b` by open/write/close, with its header.
+    fn part(a: &[u8], b: &[u8], ops_tail: &[u8]) -> (Vec<u8>, PartHeader) {
+        let mut payload = a.to_vec();
+        payload.extend_from_slice(b);
+        let mut ops = vec![op::OPEN_SPLICE_AND_CLOSE];
+        for v in [0, 0, a.len() as u64, 0] {
+            write_varuint(&mut ops, v);
+        }
+        ops.push(op::OPEN);
+        for v in [0, 0, b.len() as u64] {
+            write_varuint(&mut ops, v);
+        }
+        ops.push(op::WRITE);
+        for v in [b.len() as u64, a.len() as u64] {
+            write_varuint(&mut ops, v);
+        }
+        ops.push(op::CLOSE);
+        ops.extend_from_slice(ops_tail);
+        let p = PartPayload {
+            modes: vec![(0, 0, 0o100644)],
+            xattrs: vec![vec![]],
+            payload: Bytes::from(payload),
+            ops: Bytes::from(ops),
+        };
+        let mut raw = vec![format::COMPRESSION_XZ];
+        let mut enc = format::xz_compress_into(&mut raw, 1, None).expect("encoder");
+        std::io::Write::write_all(&mut enc, &p.to_bytes()).expect("compress");
+        enc.finish().expect("finish");
+        let h = PartHeader {
+            version: 0,
+            checksum: Checksum::of(&raw),
+            size: raw.len() as u64,
+            usize: (a.len() + b.len()) as u64,
+            objects: vec![key_of(a), key_of(b)],
+        };
+        (raw, h)
+    }
+
+    /// Run a part opened with `spool_over`; the produced objects' keys and contents.
+    fn run(raw: &[u8], h: &PartHeader, spool_over: u64, dir: &Path) -> Result<Vec<Vec<u8>>> {
+        let opened = open_part_for_apply(raw, h, true, spool_over, dir)?;
+        assert_eq!(
+            matches!(opened, OpenedPart::Spooled { .. }),
+            h.usize > spool_over
+        );
+        let mut out = Vec::new();
+        execute_view(
+            &h.objects,
+            &opened.view(),
+            false,
+            &mut NoSources,
+            &mut |o| {
+                let ObjectWrite::Content {
+                    source: ContentSource::Bytes(b),
+                    ..
+                } = o.write
+                else {
+                    panic!("content expected");
+                };
+                out.push(b.to_vec());
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn spooled_parts_apply_like_parts_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 241) as u8).collect();
+        let (raw, h) = part(&a, &b, &[]);
+        let mem = run(&raw, &h, u64::MAX, dir.path()).expect("in memory");
+        let spooled = run(&raw, &h, 0, dir.path()).expect("spooled");
+        assert_eq!(mem, vec![a.clone(), b.clone()]);
+        assert_eq!(spooled, mem);
+        // The spool file is gone once the part is opened.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+
+        // Out-of-bounds operations fail the same way from a spool file.
+        let mut bad = vec![op::OPEN_SPLICE_AND_CLOSE];
+        for v in [0, 0, 10, (a.len() + b.len()) as u64] {
+            write_varuint(&mut bad, v);
+        }
+        let (raw, mut h) = part(&a, &b, &bad);
+        h.objects.push(key_of(b"0123456789"));
+        let e1 = run(&raw, &h, u64::MAX, dir.path()).expect_err("oob");
+        let e2 = run(&raw, &h, 0, dir.path()).expect_err("oob");
+        assert_eq!(e1.to_string(), e2.to_string());
+        assert!(e2.to_string().contains("Invalid offset/length"), "{e2}");
+
+        // A corrupted part file is refused before anything is decompressed.
+        let (mut raw, h) = part(&a, &b, &[]);
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let e = run(&raw, &h, 0, dir.path()).expect_err("checksum");
+        assert!(e.to_string().contains("Checksum mismatch"), "{e}");
+    }
+
+    #[test]
+    fn decompression_budget_shares() {
+        assert_eq!(decompress_cost(0), 1);
+        assert_eq!(decompress_cost(1), 1);
+        assert_eq!(decompress_cost(3 << 20), 3);
+        assert_eq!(decompress_cost(u64::MAX), DECOMPRESS_BUDGET_MIB);
     }
 }

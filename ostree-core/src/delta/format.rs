@@ -671,44 +671,96 @@ pub fn xattrs_to_variant(x: &Xattrs) -> Variant {
     )
 }
 
+/// Where the members of a decompressed part end, from its framing offsets (the last bytes of
+/// the part), validated against its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartFraming {
+    /// End of the mode table (start of the xattr table).
+    pub modes_end: usize,
+    /// End of the xattr table (start of the payload).
+    pub xattrs_end: usize,
+    /// End of the payload (start of the operations).
+    pub payload_end: usize,
+    /// End of the operations (start of the framing offsets).
+    pub ops_end: usize,
+}
+
+impl PartFraming {
+    /// Bytes of framing at the end of a part of `len` bytes.
+    pub fn tail_len(len: u64) -> usize {
+        3 * offset_width(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    /// Read the framing of a part of `len` bytes from its last [`PartFraming::tail_len`]
+    /// bytes, `tail`.
+    pub fn parse(len: u64, tail: &[u8]) -> Result<Self> {
+        let bad = || Error::corrupted("Invalid delta part framing");
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        let w = offset_width(len);
+        if len < 3 * w || tail.len() != 3 * w {
+            return Err(bad());
+        }
+        let end1 = read_off(tail, 2 * w, w)?;
+        let end2 = read_off(tail, w, w)?;
+        let end3 = read_off(tail, 0, w)?;
+        let limit = len - 3 * w;
+        if !(end1 <= end2 && end2 <= end3 && end3 <= limit) {
+            return Err(bad());
+        }
+        Ok(PartFraming {
+            modes_end: end1,
+            xattrs_end: end2,
+            payload_end: end3,
+            ops_end: limit,
+        })
+    }
+}
+
+/// A part's mode table (`(uid, gid, mode)` in host order) and xattr table.
+pub type PartTables = (Vec<(u32, u32, u32)>, Vec<Xattrs>);
+
+/// Parse a part's mode and xattr tables: `head` holds both, the modes ending at `modes_end`.
+pub fn parse_part_tables(head: &[u8], modes_end: usize) -> Result<PartTables> {
+    let bad = || Error::corrupted("Invalid delta part framing");
+    let (m, x) = (
+        head.get(..modes_end).ok_or_else(bad)?,
+        head.get(modes_end..).ok_or_else(bad)?,
+    );
+    let modes_v = Variant::from_bytes(&stype("a(uuu)"), m)?;
+    let xattrs_v = Variant::from_bytes(&stype("aa(ayay)"), x)?;
+    let mut modes = Vec::new();
+    for m in modes_v.as_array().ok_or_else(bad)? {
+        let t = m.as_tuple().ok_or_else(bad)?;
+        let u = |i: usize| {
+            t.get(i)
+                .and_then(Variant::as_u32)
+                .map(u32::from_be)
+                .ok_or_else(bad)
+        };
+        modes.push((u(0)?, u(1)?, u(2)?));
+    }
+    let mut xattrs = Vec::new();
+    for x in xattrs_v.as_array().ok_or_else(bad)? {
+        xattrs.push(xattrs_from_variant(x)?);
+    }
+    Ok((modes, xattrs))
+}
+
 impl PartPayload {
     /// Split a decompressed `(a(uuu)aa(ayay)ayay)` without copying the payload.
     pub fn parse(data: Bytes) -> Result<Self> {
         let len = data.len();
         let w = offset_width(len);
-        let bad = || Error::corrupted("Invalid delta part framing");
-        if len < 3 * w {
-            return Err(bad());
-        }
-        let end1 = read_off(&data, len - w, w)?;
-        let end2 = read_off(&data, len - 2 * w, w)?;
-        let end3 = read_off(&data, len - 3 * w, w)?;
-        let limit = len - 3 * w;
-        if !(end1 <= end2 && end2 <= end3 && end3 <= limit) {
-            return Err(bad());
-        }
-        let modes_v = Variant::from_bytes(&stype("a(uuu)"), &data[..end1])?;
-        let xattrs_v = Variant::from_bytes(&stype("aa(ayay)"), &data[end1..end2])?;
-        let mut modes = Vec::new();
-        for m in modes_v.as_array().ok_or_else(bad)? {
-            let t = m.as_tuple().ok_or_else(bad)?;
-            let u = |i: usize| {
-                t.get(i)
-                    .and_then(Variant::as_u32)
-                    .map(u32::from_be)
-                    .ok_or_else(bad)
-            };
-            modes.push((u(0)?, u(1)?, u(2)?));
-        }
-        let mut xattrs = Vec::new();
-        for x in xattrs_v.as_array().ok_or_else(bad)? {
-            xattrs.push(xattrs_from_variant(x)?);
-        }
+        let tail = data
+            .get(len.saturating_sub(3 * w)..)
+            .ok_or_else(|| Error::corrupted("Invalid delta part framing"))?;
+        let f = PartFraming::parse(len as u64, tail)?;
+        let (modes, xattrs) = parse_part_tables(&data[..f.xattrs_end], f.modes_end)?;
         Ok(PartPayload {
             modes,
             xattrs,
-            payload: data.slice(end2..end3),
-            ops: data.slice(end3..limit),
+            payload: data.slice(f.xattrs_end..f.payload_end),
+            ops: data.slice(f.payload_end..f.ops_end),
         })
     }
 
@@ -818,20 +870,7 @@ pub fn part_size_limit(h: &PartHeader) -> u64 {
 /// SHA-256), then the content is decompressed with at most `limit` bytes of output.
 pub fn open_part(raw: &[u8], expected: Option<&PartHeader>, limit: u64) -> Result<PartPayload> {
     if let Some(h) = expected {
-        if raw.len() as u64 != h.size {
-            return Err(Error::corrupted(format!(
-                "Static delta part has size {} but the superblock says {}",
-                raw.len(),
-                h.size
-            )));
-        }
-        let actual = Checksum::of(raw);
-        if actual != h.checksum {
-            return Err(Error::corrupted(format!(
-                "Checksum mismatch in static delta part; expected={} actual={}",
-                h.checksum, actual
-            )));
-        }
+        check_part(raw, h)?;
     }
     let (&comptype, body) = raw
         .split_first()
@@ -851,6 +890,25 @@ pub fn open_part(raw: &[u8], expected: Option<&PartHeader>, limit: u64) -> Resul
     PartPayload::parse(data)
 }
 
+/// Check a part file's size and SHA-256 against its header.
+pub fn check_part(raw: &[u8], h: &PartHeader) -> Result<()> {
+    if raw.len() as u64 != h.size {
+        return Err(Error::corrupted(format!(
+            "Static delta part has size {} but the superblock says {}",
+            raw.len(),
+            h.size
+        )));
+    }
+    let actual = Checksum::of(raw);
+    if actual != h.checksum {
+        return Err(Error::corrupted(format!(
+            "Checksum mismatch in static delta part; expected={} actual={}",
+            h.checksum, actual
+        )));
+    }
+    Ok(())
+}
+
 /// Decompress an xz stream, failing beyond `limit` bytes of output or on trailing garbage.
 pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
     let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
@@ -866,6 +924,37 @@ pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
         )));
     }
     Ok(out)
+}
+
+/// Decompress an xz stream into `out`, failing beyond `limit` bytes of output or on trailing
+/// garbage; returns the number of bytes written. The output is never held in memory whole.
+pub fn xz_decompress_to<W: Write>(data: &[u8], limit: u64, out: &mut W) -> Result<u64> {
+    let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
+        .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
+    let mut dec = liblzma::read::XzDecoder::new_stream(data, stream).take(limit.saturating_add(1));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::corrupted(format!(
+                    "Decompressing static delta part: {e}"
+                )));
+            }
+        };
+        n += got as u64;
+        if n > limit {
+            return Err(Error::corrupted(format!(
+                "Static delta part decompresses to more than {limit} bytes"
+            )));
+        }
+        out.write_all(&buf[..got])
+            .map_err(|e| Error::io("writing a decompressed delta part", e))?;
+    }
+    Ok(n)
 }
 
 /// Compress with xz at `preset` (CRC64 check, as ostree), using `dict_size` if given.

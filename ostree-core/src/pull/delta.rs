@@ -353,7 +353,7 @@ fn partial_path(h: &PartHeader) -> String {
 }
 
 /// Fetch part `i` (continuing a download an earlier pull left behind), SHA-256-checked.
-async fn fetch_part(job: &DeltaJob<'_>, i: usize, h: &PartHeader) -> Result<Vec<u8>> {
+async fn fetch_part(job: &DeltaJob<'_>, i: usize, h: &PartHeader) -> Result<Bytes> {
     let store = job.engine.repo.store();
     let path = job.superblock.name().part_path(i);
     let keep = partial_path(h);
@@ -385,7 +385,7 @@ async fn fetch_part(job: &DeltaJob<'_>, i: usize, h: &PartHeader) -> Result<Vec<
                     buf.clear();
                     continue;
                 }
-                return Ok(data.to_vec());
+                return Ok(data);
             }
             Ok(None) => {
                 return Err(Error::not_found(format!(
@@ -496,7 +496,7 @@ impl DeltaApplier for StaticDeltas {
                 async move {
                     let h = &job.superblock.parts[i];
                     let raw = match job.superblock.inline_part(i) {
-                        Some(b) => b,
+                        Some(b) => Bytes::from(b),
                         None => {
                             let raw = fetch_part(job, i, h).await?;
                             let c = &job.engine.counters;
