@@ -132,11 +132,28 @@ pub struct Engine {
     link: Option<LinkModes>,
     /// Where file objects larger than [`SPOOL_OVER`] are decompressed (not held in memory).
     spool_dir: std::path::PathBuf,
+    /// Slots for local work (store lookups and writes, verification): each is a job on the
+    /// runtime's blocking pool, which otherwise grows a thread per request in flight.
+    local: tokio::sync::Semaphore,
+}
+
+/// Local work done at once by a traversal: twice the CPUs, at least 4 and at most 16.
+/// Requests in flight ([`EngineOptions::concurrency`]) are not limited by this; with one
+/// blocking-pool thread per request (32), a pull on 2 CPUs spent its time switching
+/// threads and its memory on their stacks and allocator caches.
+fn local_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .saturating_mul(2)
+        .clamp(4, 16)
 }
 
 /// File objects whose content is larger than this are decompressed into a spool file in the
 /// repository's `tmp/` rather than into memory (a pull of a Debian tree meets a 32 MB file).
 const SPOOL_OVER: u64 = 4 * 1024 * 1024;
+
+/// Content objects up to this size (as fetched) are verified on the task's own thread.
+const INLINE_VERIFY_MAX: usize = 64 * 1024;
 
 /// A local source repository on the same filesystem and with the same owner as the
 /// destination: objects can be hardlinked from it (ostree's `import_one_object_direct`).
@@ -247,6 +264,7 @@ impl Engine {
             counters,
             complete: Mutex::new(Vec::new()),
             verified: Mutex::new(HashSet::new()),
+            local: tokio::sync::Semaphore::new(local_slots()),
         }
     }
 
@@ -256,6 +274,14 @@ impl Engine {
         if let Ok(mut v) = self.verified.lock() {
             v.insert(csum);
         }
+    }
+
+    /// Wait for a slot of local work (held while the permit lives).
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.local
+            .acquire()
+            .await
+            .map_err(|e| Error::Other(format!("pull: {e}")))
     }
 
     fn is_verified(&self, csum: &Checksum) -> bool {
@@ -334,6 +360,17 @@ impl Engine {
 
     /// Pull everything reachable from `commits` (with parents per `maxdepth`).
     pub async fn run(self: &Arc<Self>, commits: &[Checksum]) -> Result<()> {
+        // The loop runs as a task of the runtime, beside the object tasks it spawns: each
+        // finished object then wakes it on the same worker, not the thread blocked in
+        // `block_on` (a futex wake-up and a thread switch per object).
+        let me = Arc::clone(self);
+        let commits = commits.to_vec();
+        tokio::spawn(async move { me.run_loop(&commits).await })
+            .await
+            .map_err(|e| Error::Other(format!("pull task failed: {e}")))?
+    }
+
+    async fn run_loop(self: &Arc<Self>, commits: &[Checksum]) -> Result<()> {
         let mut queue: VecDeque<Task> = commits
             .iter()
             .map(|c| Task::Commit { csum: *c, depth: 0 })
@@ -410,6 +447,7 @@ impl Engine {
         let Some((data, local)) = self.fetch_meta_unstored(key, required).await? else {
             return Ok(None);
         };
+        let _slot = self.slot().await?;
         self.store_meta(&key, data.clone(), self.caches.is_empty())
             .await?;
         self.count_meta(local);
@@ -663,12 +701,18 @@ impl Engine {
                 self.source.content(&csum).await?
             }
         };
+        // Verification and storing: one slot of local work.
+        let _slot = self.slot().await?;
         let verify = (self.opts.verify && !self.opts.trust_content) || from_cache;
         let bareuseronly = self.opts.bareuseronly_files;
         let archive_dest = store.mode().is_archive();
         let spool_dir = self.spool_dir.clone();
         type Prepared = (ObjectWrite, u64, bool, Option<crate::spool::Spool>);
-        let write = tokio::task::spawn_blocking(move || -> Result<Prepared> {
+        let small = match &payload {
+            ContentPayload::Archived(raw) => raw.len() <= INLINE_VERIFY_MAX,
+            ContentPayload::Decoded(_, content) => content.len() <= INLINE_VERIFY_MAX,
+        };
+        let prepare = move || -> Result<Prepared> {
             match payload {
                 ContentPayload::Archived(raw) => {
                     if !verify && archive_dest && !bareuseronly {
@@ -692,8 +736,11 @@ impl Engine {
                         Error::corrupted(format!("Corrupted file object {csum}: {e}"))
                     })?;
                     if verify {
-                        let actual = content_checksum(&meta, std::io::Cursor::new(&content))?;
-                        check(ObjectType::File, &csum, &actual)?;
+                        check(
+                            ObjectType::File,
+                            &csum,
+                            &checksum_in_memory(&meta, &content)?,
+                        )?;
                     }
                     if bareuseronly {
                         validate_bareuseronly(&meta, &csum)?;
@@ -716,8 +763,11 @@ impl Engine {
                 }
                 ContentPayload::Decoded(meta, content) => {
                     if verify {
-                        let actual = content_checksum(&meta, std::io::Cursor::new(&content))?;
-                        check(ObjectType::File, &csum, &actual)?;
+                        check(
+                            ObjectType::File,
+                            &csum,
+                            &checksum_in_memory(&meta, &content)?,
+                        )?;
                     }
                     if bareuseronly {
                         validate_bareuseronly(&meta, &csum)?;
@@ -736,9 +786,16 @@ impl Engine {
                     ))
                 }
             }
-        })
-        .await
-        .map_err(|e| Error::Other(format!("verifying {csum}: {e}")))??;
+        };
+        // A small object is verified in place: a trip through the blocking pool (two thread
+        // switches) costs more than inflating and hashing a few KiB.
+        let write = if small {
+            prepare()?
+        } else {
+            tokio::task::spawn_blocking(prepare)
+                .await
+                .map_err(|e| Error::Other(format!("verifying {csum}: {e}")))??
+        };
         // The spool file (if any) lives until the store has copied it.
         let (write, size, regular, _spool) = write;
         // Verified (or converted) from a local source: a hardlink of its file when possible.
@@ -767,6 +824,18 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// [`content_checksum`] of content already in memory: hashed where it is (no copy through
+/// a read buffer).
+fn checksum_in_memory(meta: &FileMeta, content: &[u8]) -> Result<Checksum> {
+    if !meta.is_regular() {
+        return content_checksum(meta, std::io::empty());
+    }
+    let mut h = crate::checksum::Hasher::new();
+    h.update(&meta.file_header());
+    h.update(content);
+    Ok(h.finish())
 }
 
 /// Decompress a large file object's content into a new spool file in `dir` (hashing it with
@@ -838,5 +907,33 @@ mod tests {
         let f = vec!["/firstfile".to_string()];
         assert!(file_wanted(&f, "/firstfile"));
         assert_eq!(dir_wanted(&[], "/x"), (true, true));
+    }
+
+    #[test]
+    fn in_memory_checksum_is_the_content_checksum() {
+        let mut meta = FileMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o100644,
+            symlink_target: None,
+            xattrs: vec![(b"user.a".to_vec(), b"1".to_vec())],
+        };
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        assert_eq!(
+            checksum_in_memory(&meta, &content).unwrap(),
+            content_checksum(&meta, &content[..]).unwrap()
+        );
+        meta.mode = 0o120777;
+        meta.symlink_target = Some("target".into());
+        assert_eq!(
+            checksum_in_memory(&meta, b"").unwrap(),
+            content_checksum(&meta, std::io::empty()).unwrap()
+        );
+    }
+
+    #[test]
+    fn local_work_is_bounded() {
+        let n = local_slots();
+        assert!((4..=16).contains(&n), "{n}");
     }
 }
