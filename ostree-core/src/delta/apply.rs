@@ -195,6 +195,84 @@ impl OpenedPart {
     }
 }
 
+/// A part file as fetched or read: in memory, or in a file (a downloaded part).
+#[derive(Debug)]
+pub(crate) enum RawPart {
+    Bytes(Bytes),
+    File(std::fs::File),
+}
+
+/// Check a part file's size and SHA-256 against its header, reading it in pieces.
+pub(crate) fn check_part_file(f: &std::fs::File, h: &PartHeader) -> Result<()> {
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("reading a delta part", e))?
+        .len();
+    if len != h.size {
+        return Err(Error::corrupted(format!(
+            "Static delta part has size {len} but the superblock says {}",
+            h.size
+        )));
+    }
+    let mut hasher = crate::checksum::Hasher::new();
+    let mut r = f;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match std::io::Read::read(&mut r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading a delta part", e)),
+        }
+    }
+    let actual = hasher.finish();
+    if actual != h.checksum {
+        return Err(Error::corrupted(format!(
+            "Checksum mismatch in static delta part; expected={} actual={}",
+            h.checksum, actual
+        )));
+    }
+    Ok(())
+}
+
+/// [`open_part_for_apply`] on a part in memory or in a file.
+fn open_raw_part_for_apply(
+    raw: RawPart,
+    h: &PartHeader,
+    verify: bool,
+    spool_over: u64,
+    spool_dir: &Path,
+) -> Result<OpenedPart> {
+    use std::io::{Read, Seek};
+    let mut f = match raw {
+        RawPart::Bytes(b) => return open_part_for_apply(&b, h, verify, spool_over, spool_dir),
+        RawPart::File(f) => f,
+    };
+    let rerr = |e: std::io::Error| Error::io("reading a delta part", e);
+    f.rewind().map_err(rerr)?;
+    if h.usize <= spool_over {
+        let mut raw = Vec::new();
+        (&f).take(h.size.saturating_add(1))
+            .read_to_end(&mut raw)
+            .map_err(rerr)?;
+        return open_part_for_apply(&raw, h, verify, spool_over, spool_dir);
+    }
+    if verify {
+        check_part_file(&f, h)?;
+        f.rewind().map_err(rerr)?;
+    }
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
+    let mut comptype = [0u8; 1];
+    r.read_exact(&mut comptype)
+        .map_err(|_| Error::corrupted("Reading initial compression flag byte: empty part"))?;
+    if comptype[0] != format::COMPRESSION_XZ {
+        let mut raw = comptype.to_vec();
+        r.take(h.size).read_to_end(&mut raw).map_err(rerr)?;
+        return open_part_for_apply(&raw, h, false, u64::MAX, spool_dir);
+    }
+    spool_decompressed(r, h, spool_dir)
+}
+
 /// Verify (when `expected`) and decompress a part file: into memory when small or not
 /// xz-compressed, else into a spool file in `spool_dir` whose payload is read on demand.
 fn open_part_for_apply(
@@ -215,7 +293,17 @@ fn open_part_for_apply(
     if verify {
         format::check_part(raw, h)?;
     }
-    let body = raw.get(1..).unwrap_or_default();
+    spool_decompressed(raw.get(1..).unwrap_or_default(), h, spool_dir)
+}
+
+/// Decompress a part's xz stream `body` into a spool file in `spool_dir`; its tables and
+/// operations are read back into memory, its payload left there to be read on demand.
+fn spool_decompressed(
+    body: impl std::io::Read,
+    h: &PartHeader,
+    spool_dir: &Path,
+) -> Result<OpenedPart> {
+    let limit = format::part_size_limit(h);
     let (spool, f) = crate::spool::Spool::create(spool_dir, "deltapart")?;
     let werr = |e: std::io::Error| Error::io_path("writing spool file", spool.path(), e);
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
@@ -818,6 +906,18 @@ impl Repo {
         verify_checksum: bool,
         spool_over: u64,
     ) -> Result<usize> {
+        self.execute_raw_static_delta_part(header, RawPart::Bytes(raw), verify_checksum, spool_over)
+            .await
+    }
+
+    /// Execute one part, in memory or in a file, spooling parts over `spool_over` bytes.
+    pub(crate) async fn execute_raw_static_delta_part(
+        &self,
+        header: &PartHeader,
+        raw: RawPart,
+        verify_checksum: bool,
+        spool_over: u64,
+    ) -> Result<usize> {
         if header.version > format::PART_VERSION {
             return Err(Error::corrupted(format!(
                 "Delta part has too new version {}",
@@ -835,7 +935,7 @@ impl Repo {
             .await
             .map_err(|e| Error::Other(format!("delta part: {e}")))?;
         let part = tokio::task::spawn_blocking(move || {
-            open_part_for_apply(&raw, &h2, verify_checksum, spool_over, &spool_dir)
+            open_raw_part_for_apply(raw, &h2, verify_checksum, spool_over, &spool_dir)
         })
         .await
         .map_err(|e| Error::Other(format!("delta part: {e}")))??;
@@ -1058,7 +1158,28 @@ mod tests {
 
     /// Run a part opened with `spool_over`; the produced objects' keys and contents.
     fn run(raw: &[u8], h: &PartHeader, spool_over: u64, dir: &Path) -> Result<Vec<Vec<u8>>> {
-        let opened = open_part_for_apply(raw, h, true, spool_over, dir)?;
+        let from_bytes = run_raw(
+            RawPart::Bytes(Bytes::copy_from_slice(raw)),
+            h,
+            spool_over,
+            dir,
+        );
+        // The same part read from a file (a downloaded part) gives the same answer.
+        let file = dir.join("part-file");
+        std::fs::write(&file, raw).expect("write part");
+        let f = std::fs::File::open(&file).expect("open part");
+        std::fs::remove_file(&file).expect("unlink part");
+        let from_file = run_raw(RawPart::File(f), h, spool_over, dir);
+        match (&from_bytes, &from_file) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("bytes: {from_bytes:?}, file: {from_file:?}"),
+        }
+        from_bytes
+    }
+
+    fn run_raw(raw: RawPart, h: &PartHeader, spool_over: u64, dir: &Path) -> Result<Vec<Vec<u8>>> {
+        let opened = open_raw_part_for_apply(raw, h, true, spool_over, dir)?;
         assert_eq!(
             matches!(opened, OpenedPart::Spooled { .. }),
             h.usize > spool_over

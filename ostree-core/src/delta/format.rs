@@ -928,7 +928,7 @@ pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
 
 /// Decompress an xz stream into `out`, failing beyond `limit` bytes of output or on trailing
 /// garbage; returns the number of bytes written. The output is never held in memory whole.
-pub fn xz_decompress_to<W: Write>(data: &[u8], limit: u64, out: &mut W) -> Result<u64> {
+pub fn xz_decompress_to<R: Read, W: Write>(data: R, limit: u64, out: &mut W) -> Result<u64> {
     let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
         .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
     let mut dec = liblzma::read::XzDecoder::new_stream(data, stream).take(limit.saturating_add(1));

@@ -35,7 +35,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
 use super::engine::Engine;
+use super::source::{BodySink, FileSink};
 use super::source::{MAX_METADATA_SIZE, RemoteSource};
+use crate::delta::apply::{RawPart, SPOOL_PART_OVER};
 use crate::delta::format::{self, DeltaName, PartHeader, Superblock};
 use crate::gvariant::{Variant, VariantType};
 use crate::objects::Commit;
@@ -352,9 +354,61 @@ fn partial_path(h: &PartHeader) -> String {
     format!("tmp/deltapart-{}.partial", h.checksum)
 }
 
-/// Fetch part `i` (continuing a download an earlier pull left behind), SHA-256-checked.
-async fn fetch_part(job: &DeltaJob<'_>, i: usize, h: &PartHeader) -> Result<Bytes> {
+/// Fetch part `i` (continuing a download an earlier pull left behind). In a local
+/// repository the part is written to `tmp/deltapart-CHECKSUM.partial` as it arrives (not
+/// held in memory) and comes back as that file, to be removed once applied; elsewhere it
+/// is fetched into memory and SHA-256-checked.
+async fn fetch_part(
+    job: &DeltaJob<'_>,
+    i: usize,
+    h: &PartHeader,
+) -> Result<(RawPart, Option<std::path::PathBuf>)> {
     let store = job.engine.repo.store();
+    if let Some(root) = store.local_root() {
+        let file = root.join(partial_path(h));
+        let path = job.superblock.name().part_path(i);
+        let mut sink = FileSink::open(&file, h.size)?;
+        let mut resumed = !sink.is_empty();
+        job.engine
+            .counters
+            .requested_meta
+            .fetch_add(1, Ordering::Relaxed);
+        loop {
+            match job
+                .source
+                .get_resumable_into(job.source.content_mirrors(), &path, h.size, &mut sink)
+                .await?
+            {
+                Some(()) => {
+                    let (f, p) = sink.into_parts();
+                    if resumed {
+                        let f2 = f
+                            .try_clone()
+                            .map_err(|e| Error::io_path("reading", &p, e))?;
+                        let hh = h.clone();
+                        let ok = tokio::task::spawn_blocking(move || {
+                            crate::delta::apply::check_part_file(&f2, &hh).is_ok()
+                        });
+                        if !ok
+                            .await
+                            .map_err(|e| Error::Other(format!("delta part: {e}")))?
+                        {
+                            // The kept beginning was not the part's: start over once.
+                            resumed = false;
+                            sink = FileSink::open(&p, 0)?;
+                            continue;
+                        }
+                    }
+                    return Ok((RawPart::File(f), Some(p)));
+                }
+                None => {
+                    return Err(Error::not_found(format!(
+                        "Server returned HTTP 404 for {path}"
+                    )));
+                }
+            }
+        }
+    }
     let path = job.superblock.name().part_path(i);
     let keep = partial_path(h);
     let mut buf = BytesMut::new();
@@ -385,7 +439,7 @@ async fn fetch_part(job: &DeltaJob<'_>, i: usize, h: &PartHeader) -> Result<Byte
                     buf.clear();
                     continue;
                 }
-                return Ok(data);
+                return Ok((RawPart::Bytes(data), None));
             }
             Ok(None) => {
                 return Err(Error::not_found(format!(
@@ -495,8 +549,8 @@ impl DeltaApplier for StaticDeltas {
                 let job = &job;
                 async move {
                     let h = &job.superblock.parts[i];
-                    let raw = match job.superblock.inline_part(i) {
-                        Some(b) => Bytes::from(b),
+                    let (raw, kept) = match job.superblock.inline_part(i) {
+                        Some(b) => (RawPart::Bytes(Bytes::from(b)), None),
                         None => {
                             let raw = fetch_part(job, i, h).await?;
                             let c = &job.engine.counters;
@@ -505,16 +559,21 @@ impl DeltaApplier for StaticDeltas {
                             raw
                         }
                     };
-                    job.engine
+                    let applied = job
+                        .engine
                         .repo
-                        .execute_static_delta_part(h, raw, true)
-                        .await
-                        .map_err(|e| match e {
-                            Error::Corrupted(m) => {
-                                Error::Corrupted(format!("Executing delta part {i}: {m}"))
-                            }
-                            e => e,
-                        })?;
+                        .execute_raw_static_delta_part(h, raw, true, SPOOL_PART_OVER)
+                        .await;
+                    if let Some(p) = kept {
+                        // Applied, or refused (a corrupt part is fetched afresh next time).
+                        let _ = std::fs::remove_file(p);
+                    }
+                    applied.map_err(|e| match e {
+                        Error::Corrupted(m) => {
+                            Error::Corrupted(format!("Executing delta part {i}: {m}"))
+                        }
+                        e => e,
+                    })?;
                     Ok::<_, Error>(())
                 }
             })

@@ -23,6 +23,101 @@ pub const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
 /// Cap on one content object held in memory while it is verified.
 pub const MAX_CONTENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 
+/// Where a fetched body goes as it arrives: memory, or a file (a delta part).
+pub trait BodySink: Send {
+    /// Bytes held so far.
+    fn len(&self) -> u64;
+    /// Whether nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Drop what is held (the server did not honour a range request).
+    fn clear(&mut self) -> Result<()>;
+    /// Room for `n` more bytes is about to be needed.
+    fn reserve(&mut self, _n: u64) {}
+    /// Append a chunk.
+    fn append(&mut self, chunk: &[u8]) -> Result<()>;
+}
+
+impl BodySink for BytesMut {
+    fn len(&self) -> u64 {
+        BytesMut::len(self) as u64
+    }
+    fn clear(&mut self) -> Result<()> {
+        BytesMut::clear(self);
+        Ok(())
+    }
+    fn reserve(&mut self, n: u64) {
+        BytesMut::reserve(self, n.min(64 << 20) as usize);
+    }
+    fn append(&mut self, chunk: &[u8]) -> Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// A body appended to a file (writes go to the page cache: a chunk at a time, they are
+/// not worth a trip through the blocking pool).
+#[derive(Debug)]
+pub struct FileSink {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    len: u64,
+}
+
+impl FileSink {
+    /// Open (creating it if needed) `path` to continue it: what it holds is kept, unless it
+    /// is `max` bytes or more (it cannot be the beginning of the body then).
+    pub fn open(path: &std::path::Path, max: u64) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io_path("opening", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io_path("reading", path, e))?
+            .len();
+        let mut s = FileSink {
+            file,
+            path: path.to_path_buf(),
+            len,
+        };
+        if len >= max {
+            s.clear()?;
+        }
+        Ok(s)
+    }
+
+    /// The file, and where it is.
+    pub fn into_parts(self) -> (std::fs::File, std::path::PathBuf) {
+        (self.file, self.path)
+    }
+}
+
+impl BodySink for FileSink {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn clear(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .map_err(|e| Error::io_path("truncating", &self.path, e))?;
+        self.len = 0;
+        Ok(())
+    }
+    fn append(&mut self, chunk: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(chunk, self.len)
+            .map_err(|e| Error::io_path("writing", &self.path, e))?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+}
+
 /// A content object as a source gives it.
 #[derive(Debug)]
 pub enum ContentPayload {
@@ -160,20 +255,20 @@ impl RemoteSource {
     /// Fetch `path` from `f`, appending to `buf` (which may already hold the first bytes of
     /// the file: the request then asks for the rest with a byte range). On failure `buf`
     /// keeps what arrived, for a later resume.
-    async fn get_one_into(
+    async fn get_one_into<S: BodySink + ?Sized>(
         &self,
         f: &dyn Fetcher,
         path: &str,
         max: u64,
         if_none_match: Option<String>,
-        buf: &mut BytesMut,
+        buf: &mut S,
     ) -> Result<Option<(FetchStatus, Option<String>)>> {
         let mut attempt = 0u32;
         let what = format!("{}{}", f.base_url(), path);
         loop {
             let req = FetchRequest {
                 path: path.to_string(),
-                range_start: (!buf.is_empty()).then_some(buf.len() as u64),
+                range_start: (!buf.is_empty()).then_some(buf.len()),
                 if_none_match: if_none_match.clone(),
                 if_modified_since: None,
             };
@@ -182,18 +277,18 @@ impl RemoteSource {
                 if resp.status == FetchStatus::NotModified {
                     return Ok(Some((FetchStatus::NotModified, resp.etag)));
                 }
-                if resp.range_start.unwrap_or(0) != buf.len() as u64 {
-                    buf.clear();
+                if resp.range_start.unwrap_or(0) != buf.len() {
+                    buf.clear()?;
                 }
                 if let Some(len) = resp.content_length
-                    && len.saturating_add(buf.len() as u64) > max
+                    && len.saturating_add(buf.len()) > max
                 {
                     return Err(Error::Corrupted(format!(
                         "URI {what} exceeded maximum size of {max} bytes"
                     )));
                 }
                 if let Some(len) = resp.content_length {
-                    buf.reserve(len.min(64 << 20) as usize);
+                    buf.reserve(len);
                 }
                 let etag = resp.etag.clone();
                 let mut body = resp.body;
@@ -210,12 +305,12 @@ impl RemoteSource {
                                 c.bytes_transferred
                                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                             }
-                            if buf.len() as u64 + chunk.len() as u64 > max {
+                            if buf.len() + chunk.len() as u64 > max {
                                 return Err(Error::Corrupted(format!(
                                     "URI {what} exceeded maximum size of {max} bytes"
                                 )));
                             }
-                            buf.extend_from_slice(&chunk);
+                            buf.append(&chunk)?;
                         }
                     }
                 }
@@ -246,11 +341,26 @@ impl RemoteSource {
         max: u64,
         buf: &mut BytesMut,
     ) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_resumable_into(mirrors, path, max, buf)
+            .await?
+            .map(|()| std::mem::take(buf).freeze()))
+    }
+
+    /// [`RemoteSource::get_resumable`] into any [`BodySink`] (a file, for delta parts):
+    /// `Ok(Some(()))` when `sink` holds the whole body.
+    pub async fn get_resumable_into<S: BodySink + ?Sized>(
+        &self,
+        mirrors: &Mirrors,
+        path: &str,
+        max: u64,
+        buf: &mut S,
+    ) -> Result<Option<()>> {
         let mut last: Option<Error> = None;
         let mut not_found = false;
         for f in &mirrors.0 {
             match self.get_one_into(f.as_ref(), path, max, None, buf).await {
-                Ok(Some(_)) => return Ok(Some(std::mem::take(buf).freeze())),
+                Ok(Some(_)) => return Ok(Some(())),
                 Ok(None) => not_found = true,
                 Err(e) => last = Some(e),
             }
@@ -387,5 +497,34 @@ impl ObjectSource for LocalSource {
 
     fn local_repo(&self) -> Option<&Repo> {
         Some(&self.repo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_sinks_continue_or_start_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("part.partial");
+        let mut s = FileSink::open(&p, 10).expect("open");
+        assert!(s.is_empty());
+        s.append(b"abc").expect("append");
+        s.append(b"de").expect("append");
+        drop(s);
+        // A later pull continues from what was kept.
+        let s = FileSink::open(&p, 10).expect("reopen");
+        assert_eq!(s.len(), 5);
+        drop(s);
+        assert_eq!(std::fs::read(&p).expect("read"), b"abcde");
+        // Not shorter than the whole body: not a beginning of it.
+        let mut s = FileSink::open(&p, 5).expect("reopen");
+        assert!(s.is_empty());
+        s.append(b"xy").expect("append");
+        s.clear().expect("clear");
+        s.append(b"z").expect("append");
+        let (_, path) = s.into_parts();
+        assert_eq!(std::fs::read(path).expect("read"), b"z");
     }
 }

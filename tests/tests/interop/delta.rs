@@ -454,3 +454,74 @@ fn delta_into_a_child_of_a_parent_holding_the_objects() {
     assert_eq!(real.ok(&child, &["ls", "-R", "-C", &v2]), want);
     assert_eq!(ours.ok(&child, &["ls", "-R", "-C", &v2]), want);
 }
+
+/// A delta part whose download breaks: the part is kept in `tmp/` as it arrived, the next
+/// pull continues it (range request) and applies it, refs move only then, and the kept
+/// file is gone afterwards.
+#[test]
+fn interrupted_delta_part_is_resumed() {
+    let Some((ours, real)) = both() else { return };
+    let tmp = scratch("delta-part-resume-");
+    let (v1, v2) = make_repo(&real, tmp.path());
+    let srv = tmp.path().join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    std::fs::rename(tmp.path().join("src-repo"), srv.join("repo")).expect("move repo");
+    let repo = srv.join("repo");
+    real.ok(
+        &repo,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+        ],
+    );
+    real.ok(&repo, &["summary", "-u"]);
+    let server = ostree_tests::httpd::TestServer::start(&srv);
+    let c = tmp.path().join("client");
+    ours.init(&c, "bare-user");
+    ours.ok(
+        &c,
+        &[
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "origin",
+            &format!("{}/repo", server.url),
+        ],
+    );
+    ours.ok(&c, &["pull", "--disable-static-deltas", "origin", &v1]);
+    server.add_rule("/0", ostree_tests::httpd::Fault::DropAfter(1000), Some(1));
+    let r = ours.fails(
+        &c,
+        &[
+            "pull",
+            "--require-static-deltas",
+            "--network-retries=0",
+            "origin",
+            "main",
+        ],
+    );
+    let kept: Vec<_> = std::fs::read_dir(c.join("tmp"))
+        .expect("tmp")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("deltapart-"))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?} {}", r.describe());
+    assert_eq!(std::fs::metadata(&kept[0]).expect("kept").len(), 1000);
+    assert_eq!(ours.rev_parse(&c, "origin:main"), None);
+    server.clear_log();
+    ours.ok(&c, &["pull", "--require-static-deltas", "origin", "main"]);
+    assert_eq!(
+        ours.rev_parse(&c, "origin:main").as_deref(),
+        Some(v2.as_str())
+    );
+    assert!(!kept[0].exists(), "the kept part was not removed");
+    assert!(
+        server.log().iter().any(|p| p.ends_with("/0")),
+        "{:?}",
+        server.log()
+    );
+    real.fsck_clean(&c);
+}
