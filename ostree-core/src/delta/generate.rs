@@ -13,8 +13,9 @@
 //!    (preset 8) and written as `deltas/…/N` (or inlined); then the superblock.
 //!
 //! Differences that do not change the format: content objects are ordered to help xz (by
-//! extension, then basename, then size) instead of hash-table order; parts are compressed and
-//! bsdiff patches computed in parallel (`jobs` workers) under a memory budget; parts are
+//! extension, then basename, then size) instead of hash-table order; parts hold the other
+//! regular files first and the metadata last (see step 5 in the code); parts are compressed
+//! and bsdiff patches computed in parallel (`jobs` workers) under a memory budget; parts are
 //! written before the superblock, so an interrupted generation leaves no listed delta.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -976,19 +977,25 @@ impl Repo {
         phase("5. parts");
         let n_rollsum = rollsums.len();
         let n_bsdiff = bsdiffs.len();
+        // Part order is free (every object stands alone; all parts are written before the
+        // superblock). Whole files come first: they are read at disk speed, so the first
+        // encoder starts at once, and they are the slowest to compress. Then the bsdiff
+        // objects (their patches are computed by the CPU slots as the encoders free them, in
+        // small steps), the rollsum objects, the metadata and the symlinks: the parts at the
+        // tail compress fastest, so the workers finish close together.
         let mut plans: Vec<Plan> = Vec::new();
-        plans.extend(new_meta.iter().map(|k| Plan::Meta(*k)));
-        plans.extend(
-            rollsums
-                .into_iter()
-                .map(|(to, from, matches)| Plan::Rollsum { to, from, matches }),
-        );
+        plans.extend(whole.iter().map(|c| Plan::Whole(*c)));
         let first_bsdiff = plans.len();
         plans.extend(bsdiffs.iter().map(|(to, from)| Plan::Bsdiff {
             to: *to,
             from: *from,
         }));
-        plans.extend(whole.iter().map(|c| Plan::Whole(*c)));
+        plans.extend(
+            rollsums
+                .into_iter()
+                .map(|(to, from, matches)| Plan::Rollsum { to, from, matches }),
+        );
+        plans.extend(new_meta.iter().map(|k| Plan::Meta(*k)));
         plans.extend(symlinks.iter().map(|c| Plan::Whole(*c)));
         let n_plans = plans.len();
         // Estimated payload bytes still to come after each item (to split the tail evenly
@@ -1050,7 +1057,10 @@ impl Repo {
         let mut current = new_part();
         let mut tail_target: Option<u64> = None;
         let mut n_parts = 0usize;
-        let mut pending: Vec<tokio::task::JoinHandle<Result<Compressed>>> = Vec::new();
+        // Parts being compressed; whichever finishes first frees its slot.
+        let mut pending: futures::stream::FuturesUnordered<
+            tokio::task::JoinHandle<Result<Compressed>>,
+        > = futures::stream::FuturesUnordered::new();
         let mut done: BTreeMap<usize, PartHeader> = BTreeMap::new();
         let mut inline: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
         let spawn_part = |b: PartBuilder, index: usize, ctx: Arc<Ctx>| {
@@ -1060,7 +1070,16 @@ impl Repo {
                 let permits = ctx.cpu_permit().await?;
                 tokio::task::spawn_blocking(move || {
                     let _p = permits;
-                    compress_part(index, b, preset, dict_bytes)
+                    let start = std::time::Instant::now();
+                    let r = compress_part(index, b, preset, dict_bytes);
+                    if trace {
+                        eprintln!(
+                            "[delta {:7.2}s] part {index} compressed in {:.2}s",
+                            t0.elapsed().as_secs_f64(),
+                            start.elapsed().as_secs_f64()
+                        );
+                    }
+                    r
                 })
                 .await
                 .map_err(|e| Error::Other(format!("compressing delta part: {e}")))?
@@ -1117,12 +1136,13 @@ impl Repo {
                 PreparedBody::Whole { data, .. } => Some(data.len() as u64),
                 _ => None,
             };
-            // The last two parts' worth of data is split evenly (both workers finish together).
+            // The last two parts' worth of data is split in smaller even parts, two per worker:
+            // a worker left alone at the end has at most a quarter of that to compress.
             let left = current.payload.len() as u64
                 + remaining_after.get(count - 1).copied().unwrap_or(0)
                 + add_len.unwrap_or(0);
             if jobs > 1 && tail_target.is_none() && left < 2 * chunk && left > chunk {
-                tail_target = Some((left / 2).max(1 << 20));
+                tail_target = Some((left / (2 * jobs as u64)).max(1 << 20));
             }
             let chunk = tail_target.unwrap_or(chunk);
             let full = match add_len {
@@ -1136,13 +1156,13 @@ impl Repo {
                 phase(&format!("part {n_parts} built (item {count})"));
                 pending.push(spawn_part(b, n_parts, ctx.clone()));
                 n_parts += 1;
-                // Bound the parts held in memory: wait for the oldest beyond `jobs`.
+                // Bound the parts held in memory: beyond `jobs`, wait for one to finish.
                 while pending.len() >= jobs.max(1) {
-                    let h = pending.remove(0);
-                    let c = h
-                        .await
-                        .map_err(|e| Error::Other(format!("compressing delta part: {e}")))??;
-                    phase(&format!("part {} compressed", c.index));
+                    let Some(h) = pending.next().await else {
+                        break;
+                    };
+                    let c =
+                        h.map_err(|e| Error::Other(format!("compressing delta part: {e}")))??;
                     finish(c, &mut done, &mut inline).await?;
                 }
             }
@@ -1152,10 +1172,8 @@ impl Repo {
         drop(prepared);
         pending.push(spawn_part(current, n_parts, ctx.clone()));
         n_parts += 1;
-        for h in pending {
-            let c = h
-                .await
-                .map_err(|e| Error::Other(format!("compressing delta part: {e}")))??;
+        while let Some(h) = pending.next().await {
+            let c = h.map_err(|e| Error::Other(format!("compressing delta part: {e}")))??;
             finish(c, &mut done, &mut inline).await?;
         }
 
