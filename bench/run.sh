@@ -12,6 +12,8 @@
 # the ratios from its TSV:
 #   speed  = real median time / our median time   (> 1: ours is faster)
 #   memory = our peak RSS / real peak RSS          (< 1: ours uses less)
+#   real_cpu, ours_cpu = user + system CPU seconds (the machine's other load shows in wall time
+#   first: compare both when it is busy)
 #
 # Env: OSTREE_RS_BIN (ours), OSTREE_REAL_BIN (default /usr/bin/ostree), CORPUS (default
 # /tmp/ostree-bench/corpus), WORK (default /tmp/ostree-bench/work), FSYNC (see bench-ostree.sh).
@@ -53,10 +55,11 @@ TSV=$WORK/$SET/results.tsv
 echo
 echo "# ratios (speed = real/ours time: >1 ours faster; memory = ours/real peak RSS: <1 ours smaller)"
 awk -F'\t' '
-    { n = ++seen[$2]; if (n == 1) { order[++nops] = $2; rt[$2] = $4; rm[$2] = $7; ri[$2] = $10 }
-      else if (n == 2) { ot[$2] = $4; om[$2] = $7; oi[$2] = $10 } }
+    function cpu(info) { return match(info, /cpu=[0-9.]+/) ? substr(info, RSTART + 4, RLENGTH - 4) + 0 : 0 }
+    { n = ++seen[$2]; if (n == 1) { order[++nops] = $2; rt[$2] = $4; rm[$2] = $7; ri[$2] = $10; rc[$2] = cpu($10) }
+      else if (n == 2) { ot[$2] = $4; om[$2] = $7; oi[$2] = $10; oc[$2] = cpu($10) } }
     END {
-        printf "%-30s %9s %9s %7s %9s %9s %7s  %s\n", "operation", "real_s", "ours_s", "speed", "real_MiB", "ours_MiB", "memory", "notes"
+        printf "%-30s %9s %9s %7s %9s %9s %7s %8s %8s  %s\n", "operation", "real_s", "ours_s", "speed", "real_MiB", "ours_MiB", "memory", "real_cpu", "ours_cpu", "notes"
         for (i = 1; i <= nops; i++) {
             op = order[i]
             sp = (ot[op] > 0) ? rt[op] / ot[op] : 0
@@ -64,7 +67,7 @@ awk -F'\t' '
             note = ""
             if (ri[op] ~ /^FAILED/) note = note "real FAILED "
             if (oi[op] ~ /^FAILED/) note = note "ours FAILED "
-            printf "%-30s %9.3f %9.3f %7.2f %9.1f %9.1f %7.2f  %s\n", op, rt[op], ot[op], sp, rm[op], om[op], mr, note
+            printf "%-30s %9.3f %9.3f %7.2f %9.1f %9.1f %7.2f %8.2f %8.2f  %s\n", op, rt[op], ot[op], sp, rm[op], om[op], mr, rc[op], oc[op], note
             if (sp > 0 && note == "") { ls += log(sp); lm += log(mr > 0 ? mr : 1); k++ }
         }
         if (k > 0) printf "%-30s %9s %9s %7.2f %9s %9s %7.2f  (geometric means over %d ops)\n", "overall", "", "", exp(ls / k), "", "", exp(lm / k), k
