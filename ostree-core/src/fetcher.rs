@@ -254,6 +254,24 @@ pub fn transport_error(
     }
 }
 
+/// `g_uri_escape_string (s, NULL, FALSE)`: every byte but ASCII letters, digits and `-._~`
+/// becomes `%XX` (upper-case hex), as ostree escapes names into URLs and remote names.
+///
+/// ```
+/// assert_eq!(ostree_core::fetcher::uri_escape("a b/ü"), "a%20b%2F%C3%BC");
+/// ```
+pub fn uri_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -311,15 +311,7 @@ pub async fn resolve_keyring_for_collection(
 /// `g_uri_escape_string (s, NULL, FALSE)` with `%` then replaced by `_`: every byte but
 /// ASCII letters, digits and `-._~` becomes `_XX`.
 fn escape_for_name(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("_{b:02X}"));
-        }
-    }
-    out
+    crate::fetcher::uri_escape(s).replace('%', "_")
 }
 
 /// The name of the dynamic remote for a repository URI and keyring (`uri_and_keyring_to_name`).

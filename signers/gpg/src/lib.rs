@@ -40,18 +40,6 @@ pub fn zbase32(data: &[u8]) -> String {
     out
 }
 
-fn uri_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// OpenPGP Web Key Directory URLs (advanced, direct) for an e-mail address
 /// (`ot_gpg_wkd_urls`); `None` when it is not `local@domain`.
 pub fn wkd_urls(email: &str) -> Option<(String, String)> {
@@ -61,7 +49,7 @@ pub fn wkd_urls(email: &str) -> Option<(String, String)> {
     };
     let hash = sha1::Sha1::digest(local.to_ascii_lowercase().as_bytes());
     let enc = zbase32(&hash);
-    let esc = uri_escape(local);
+    let esc = ostree_core::fetcher::uri_escape(local);
     Some((
         format!(
             "https://openpgpkey.{domain}/.well-known/openpgpkey/{}/hu/{enc}?l={esc}",
