@@ -3,12 +3,14 @@
 //! The objects are those of [`ostree_core::content::write_archived`] (header, then raw deflate
 //! at the repository's level with the same compressor; the deflate stream may differ in its
 //! bytes, as zlib-rs's output depends on how input is fed), but a deflate state costs ~270 KiB of
-//! allocations and initialisation; a commit writes many small objects from a few blocking
-//! threads, so each thread keeps one and resets it. Header and compressed output share one
+//! allocations and initialisation, and a commit writes many small objects. States are therefore
+//! kept in one small process-wide pool, taken for one object and given back: as many exist as
+//! objects are compressed at once (a few), not one per thread of tokio's blocking pool, which
+//! grows to dozens of threads on a busy machine. Header and compressed output share one
 //! buffer, so a small object is written with a single `write`.
 
-use std::cell::RefCell;
 use std::io::{Read, Write};
+use std::sync::Mutex;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use ostree_core::objects::FileMeta;
@@ -23,8 +25,38 @@ struct State {
     out: Vec<u8>,
 }
 
-thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+/// Idle deflate states; at most [`POOL_MAX`] are kept, the rest are freed when given back.
+static POOL: Mutex<Vec<State>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 8;
+
+/// A state at `level` from the pool (or a new one).
+fn take_state(level: u32) -> State {
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some(st) = pool.pop() {
+        if st.level == level {
+            return st;
+        }
+    }
+    drop(pool);
+    State {
+        level,
+        z: Compress::new(Compression::new(level), false),
+        input: vec![0; CHUNK],
+        out: Vec::with_capacity(2 * CHUNK),
+    }
+}
+
+/// Give a state back, reset and with its output buffer trimmed.
+fn give_back(mut st: State) {
+    st.z.reset();
+    st.out.clear();
+    if st.out.capacity() > 4 * CHUNK {
+        st.out.shrink_to(2 * CHUNK);
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < POOL_MAX {
+        pool.push(st);
+    }
 }
 
 fn zerr(e: flate2::CompressError) -> Error {
@@ -46,77 +78,76 @@ pub(crate) fn write_archived(
     if meta.is_symlink() {
         return out.write_all(&header).map_err(wio);
     }
-    STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_some_and(|st| st.level != level) {
-            *slot = None;
-        }
-        let st = slot.get_or_insert_with(|| State {
-            level,
-            z: Compress::new(Compression::new(level), false),
-            input: vec![0; CHUNK],
-            out: Vec::with_capacity(2 * CHUNK),
-        });
-        st.z.reset();
-        st.out.clear();
-        st.out.extend_from_slice(&header);
-        let mut remaining = size;
-        loop {
-            // Read up to a chunk; at the end, probe one byte more to catch growth.
-            let want = (remaining.min(CHUNK as u64) as usize).max(1);
-            let n = match input.read(&mut st.input[..want]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("reading content", e)),
-            };
-            if n == 0 {
-                if remaining != 0 {
-                    return Err(Error::Other(format!(
-                        "content changed while being stored: expected {size} bytes, read {}",
-                        size - remaining
-                    )));
-                }
-                break;
-            }
-            if remaining == 0 {
+    let mut st = take_state(level);
+    let r = compress_into(&mut st, &header, size, &mut input, out);
+    give_back(st);
+    r
+}
+
+/// Header, then the deflated `size` bytes of `input`, written to `out` through `st`.
+fn compress_into(
+    st: &mut State,
+    header: &[u8],
+    size: u64,
+    input: &mut impl Read,
+    out: &mut impl Write,
+) -> Result<()> {
+    let wio = |e| Error::io("writing archive object", e);
+    st.z.reset();
+    st.out.clear();
+    st.out.extend_from_slice(header);
+    let mut remaining = size;
+    loop {
+        // Read up to a chunk; at the end, probe one byte more to catch growth.
+        let want = (remaining.min(CHUNK as u64) as usize).max(1);
+        let n = match input.read(&mut st.input[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading content", e)),
+        };
+        if n == 0 {
+            if remaining != 0 {
                 return Err(Error::Other(format!(
-                    "content changed while being stored: more than the expected {size} bytes"
+                    "content changed while being stored: expected {size} bytes, read {}",
+                    size - remaining
                 )));
             }
-            remaining -= n as u64;
-            let mut data = &st.input[..n];
-            while !data.is_empty() {
-                if st.out.capacity() - st.out.len() < CHUNK / 2 {
-                    out.write_all(&st.out).map_err(wio)?;
-                    st.out.clear();
-                }
-                let before = st.z.total_in();
-                st.z.compress_vec(data, &mut st.out, FlushCompress::None)
-                    .map_err(zerr)?;
-                data = &data[(st.z.total_in() - before) as usize..];
-            }
+            break;
         }
-        loop {
+        if remaining == 0 {
+            return Err(Error::Other(format!(
+                "content changed while being stored: more than the expected {size} bytes"
+            )));
+        }
+        remaining -= n as u64;
+        let mut data = &st.input[..n];
+        while !data.is_empty() {
             if st.out.capacity() - st.out.len() < CHUNK / 2 {
                 out.write_all(&st.out).map_err(wio)?;
                 st.out.clear();
             }
-            if st
-                .z
-                .compress_vec(&[], &mut st.out, FlushCompress::Finish)
-                .map_err(zerr)?
-                == Status::StreamEnd
-            {
-                break;
-            }
+            let before = st.z.total_in();
+            st.z.compress_vec(data, &mut st.out, FlushCompress::None)
+                .map_err(zerr)?;
+            data = &data[(st.z.total_in() - before) as usize..];
         }
-        out.write_all(&st.out).map_err(wio)?;
-        st.out.clear();
-        if st.out.capacity() > 4 * CHUNK {
-            st.out.shrink_to(2 * CHUNK);
+    }
+    loop {
+        if st.out.capacity() - st.out.len() < CHUNK / 2 {
+            out.write_all(&st.out).map_err(wio)?;
+            st.out.clear();
         }
-        Ok(())
-    })
+        if st
+            .z
+            .compress_vec(&[], &mut st.out, FlushCompress::Finish)
+            .map_err(zerr)?
+            == Status::StreamEnd
+        {
+            break;
+        }
+    }
+    out.write_all(&st.out).map_err(wio)?;
+    Ok(())
 }
 
 #[cfg(test)]
