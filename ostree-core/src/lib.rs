@@ -28,6 +28,7 @@ pub mod keyfile;
 pub mod lease;
 pub mod object;
 pub mod objects;
+pub mod pool;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -256,26 +256,21 @@ pub fn content_checksum(meta: &FileMeta, content: impl Read) -> Result<Checksum>
     h.update(&meta.file_header());
     if meta.is_regular() {
         // A large buffer (fewer, larger calls into an inflating reader than io::copy's
-        // 8 KiB), kept per thread: zeroing a fresh one per small object would cost more than
-        // hashing it.
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
+        // 8 KiB), taken from a small shared pool: zeroing a fresh one per small object would
+        // cost more than hashing it, and one per thread would grow with tokio's blocking pool.
+        static BUFS: crate::pool::Pool<Vec<u8>> = crate::pool::Pool::new(8);
+        let mut buf = BUFS.take().unwrap_or_else(|| vec![0; 128 * 1024]);
         let mut content = content;
-        BUF.with(|b| -> Result<()> {
-            let mut buf = b.borrow_mut();
-            if buf.is_empty() {
-                buf.resize(128 * 1024, 0);
+        let r = loop {
+            match content.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(Error::io("reading content", e)),
             }
-            loop {
-                match content.read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => h.update(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("reading content", e)),
-                }
-            }
-        })?;
+        };
+        BUFS.give(buf);
+        r?;
     }
     Ok(h.finish())
 }

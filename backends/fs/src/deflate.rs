@@ -10,10 +10,10 @@
 //! buffer, so a small object is written with a single `write`.
 
 use std::io::{Read, Write};
-use std::sync::Mutex;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use ostree_core::objects::FileMeta;
+use ostree_core::pool::Pool;
 use ostree_core::{Error, Result};
 
 const CHUNK: usize = 64 * 1024;
@@ -25,19 +25,16 @@ struct State {
     out: Vec<u8>,
 }
 
-/// Idle deflate states; at most [`POOL_MAX`] are kept, the rest are freed when given back.
-static POOL: Mutex<Vec<State>> = Mutex::new(Vec::new());
-const POOL_MAX: usize = 8;
+/// Idle deflate states.
+static POOL: Pool<State> = Pool::new(8);
 
 /// A state at `level` from the pool (or a new one).
 fn take_state(level: u32) -> State {
-    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-    while let Some(st) = pool.pop() {
+    while let Some(st) = POOL.take() {
         if st.level == level {
             return st;
         }
     }
-    drop(pool);
     State {
         level,
         z: Compress::new(Compression::new(level), false),
@@ -53,10 +50,7 @@ fn give_back(mut st: State) {
     if st.out.capacity() > 4 * CHUNK {
         st.out.shrink_to(2 * CHUNK);
     }
-    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-    if pool.len() < POOL_MAX {
-        pool.push(st);
-    }
+    POOL.give(st);
 }
 
 fn zerr(e: flate2::CompressError) -> Error {
