@@ -274,6 +274,16 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
         None
     }
 
+    /// Where a stored object's file would be on the local filesystem, as a directory and a
+    /// name relative to it, for `*at()` calls that avoid walking the repository's absolute
+    /// path once per object (hardlink checkouts link thousands). Nothing is checked: the
+    /// caller's own call on it reports a missing object (`ENOENT`). `None` when the store is
+    /// not local or the object may be somewhere else (staged by an open transaction):
+    /// then use [`local_path`](ObjectStore::local_path).
+    fn local_at(&self, _key: &ObjectKey) -> Option<(std::os::fd::BorrowedFd<'_>, String)> {
+        None
+    }
+
     /// Whether an object is stored.
     async fn has(&self, key: &ObjectKey) -> Result<bool>;
 

@@ -933,6 +933,15 @@ impl ObjectStore for FsStore {
             .flatten()
     }
 
+    fn local_at(&self, key: &ObjectKey) -> Option<(BorrowedFd<'_>, String)> {
+        // A pending object is in the staging directory (or an unnamed file): not here.
+        if self.inner.pending().get(key).is_some() {
+            return None;
+        }
+        let name = ObjName::new(key, self.inner.mode);
+        Some((self.inner.objects_fd.as_fd(), name.as_str().to_owned()))
+    }
+
     async fn has(&self, key: &ObjectKey) -> Result<bool> {
         self.inner.has_sync(key)
     }

@@ -15,6 +15,7 @@
 //! every directory is opened relative to the checkout root with `RESOLVE_BENEATH`, so nothing
 //! the repository (or an earlier union checkout) contains can make us write outside the target.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -156,7 +157,8 @@ struct Ctx {
     rt: tokio::runtime::Handle,
 }
 
-/// Files waiting for their new cache entry: (directory, [(name, checksum)]).
+/// Files by directory, (directory, [(name, checksum)]): the work list of a checkout, or the
+/// files waiting for their new cache entry.
 type Deferred = Vec<(String, Vec<(String, Checksum)>)>;
 
 /// A checkout's use of the uncompressed-objects cache. Files found there are hardlinked at
@@ -469,6 +471,7 @@ impl Repo {
             meta: root_meta,
             did_exist,
         });
+        let mut metas: HashMap<Checksum, DirMeta> = HashMap::new();
         let mut i = 0;
         let mut nfiles = 0usize;
         while i < dirs.len() {
@@ -477,23 +480,23 @@ impl Repo {
             let subdirs = dirs[i].tree.dirs.clone();
             if !subdirs.is_empty() {
                 let parent = open_beneath(&ctx.root, &rel)?;
-                let pairs: Vec<(Checksum, Checksum)> =
-                    subdirs.iter().map(|(_, t, m)| (*t, *m)).collect();
+                let trees: Vec<Checksum> = subdirs.iter().map(|(_, t, _)| *t).collect();
                 let repo = self.clone();
-                let loaded: Vec<(DirTree, DirMeta)> =
-                    futures::stream::iter(pairs.into_iter().map(move |(t, m)| {
-                        let repo = repo.clone();
-                        async move {
-                            Ok::<_, Error>((
-                                repo.load_dirtree(&t).await?,
-                                repo.load_dirmeta(&m).await?,
-                            ))
-                        }
-                    }))
-                    .buffered(16)
-                    .try_collect()
-                    .await?;
-                for ((name, _, _), (dt, dm)) in subdirs.iter().zip(loaded) {
+                let loaded: Vec<DirTree> = futures::stream::iter(trees.into_iter().map(move |t| {
+                    let repo = repo.clone();
+                    async move { repo.load_dirtree(&t).await }
+                }))
+                .buffered(16)
+                .try_collect()
+                .await?;
+                // A tree has few distinct dirmetas: each is loaded once.
+                for (_, _, m) in &subdirs {
+                    if !metas.contains_key(m) {
+                        metas.insert(*m, self.load_dirmeta(m).await?);
+                    }
+                }
+                for ((name, _, m), dt) in subdirs.iter().zip(loaded) {
+                    let dm = metas[m].clone();
                     let exist = match rustix::fs::mkdirat(
                         &parent,
                         name.as_str(),
@@ -643,28 +646,41 @@ async fn place_deferred(ctx: &Arc<Ctx>) -> Result<()> {
 }
 
 /// Run `f` on every file of `chunks` (a directory's relative path and up to 64 of its files
-/// each), a chunk per blocking task, as many tasks at once as cores plus one.
-async fn for_each_file<F>(
-    ctx: &Arc<Ctx>,
-    chunks: Vec<(String, Vec<(String, Checksum)>)>,
-    f: F,
-) -> Result<()>
+/// each), as many blocking tasks at once as cores plus one. Consecutive chunks of small
+/// directories share a task (up to 64 files in all): a trip through tokio's blocking pool
+/// costs more than linking a few files, and most directories of an OS tree hold a few.
+async fn for_each_file<F>(ctx: &Arc<Ctx>, chunks: Deferred, f: F) -> Result<()>
 where
     F: Fn(&Ctx, &OwnedFd, &str, &str, &Checksum) -> Result<()> + Send + Sync + 'static,
 {
+    const BATCH_FILES: usize = 64;
     let par = std::thread::available_parallelism()
         .map(|p| p.get())
         .unwrap_or(2)
         + 1;
+    let mut batches: Vec<Deferred> = Vec::new();
+    let mut in_last = 0;
+    for chunk in chunks {
+        if batches.is_empty() || in_last + chunk.1.len() > BATCH_FILES {
+            batches.push(Vec::new());
+            in_last = 0;
+        }
+        in_last += chunk.1.len();
+        if let Some(b) = batches.last_mut() {
+            b.push(chunk);
+        }
+    }
     let f = Arc::new(f);
-    futures::stream::iter(chunks.into_iter().map(|(rel, files)| {
+    futures::stream::iter(batches.into_iter().map(|batch| {
         let ctx = ctx.clone();
         let f = f.clone();
         async move {
             tokio::task::spawn_blocking(move || -> Result<()> {
-                let dfd = open_beneath(&ctx.root, &rel)?;
-                for (name, csum) in &files {
-                    f(&ctx, &dfd, &rel, name, csum)?;
+                for (rel, files) in &batch {
+                    let dfd = open_beneath(&ctx.root, rel)?;
+                    for (name, csum) in files {
+                        f(&ctx, &dfd, rel, name, csum)?;
+                    }
                 }
                 Ok(())
             })
@@ -812,23 +828,23 @@ impl Ctx {
             return self.file_cached(uc, dfd, rel, name, &key);
         }
         let store = self.repo.store();
-        // Hardlink fast path.
-        if self.hardlinkable
-            && !self.opts.force_copy
-            && let Some(src) = store.local_path(&key)
-        {
-            // ostree always copies zero-sized files (EMLINK), bare-user symlinks (stored as
-            // regular files) and, in user mode, files the owner cannot read.
-            let st = rustix::fs::lstat(&src).ctx(|| format!("stat {}", src.display()))?;
-            let mode = self.committed_mode(&src, &st)?;
-            let is_symlink = mode & S_IFMT == crate::objects::S_IFLNK;
-            let bare_user_symlink = self.usermode_repo && is_symlink;
-            let zero = !is_symlink && st.st_size == 0;
-            let unreadable =
-                self.opts.mode == CheckoutMode::User && !is_symlink && mode & 0o400 == 0;
-            if !(bare_user_symlink || zero || unreadable)
-                && self.link(rustix::fs::CWD, &src, dfd, rel, name, &key, false)? == Link::Done
-            {
+        // Hardlink fast path: through the objects directory's descriptor where the store
+        // gives one (no walk of the repository's absolute path per call), else by path.
+        if self.hardlinkable && !self.opts.force_copy {
+            let linked = if let Some((odir, oname)) = store.local_at(&key) {
+                let abs = || {
+                    store
+                        .local_root()
+                        .map(|r| r.join("objects").join(&oname))
+                        .unwrap_or_else(|| PathBuf::from(&oname))
+                };
+                self.link_object(odir, Path::new(&oname), &abs, dfd, rel, name, &key)?
+            } else if let Some(src) = store.local_path(&key) {
+                self.link_object(rustix::fs::CWD, &src, &|| src.clone(), dfd, rel, name, &key)?
+            } else {
+                false
+            };
+            if linked {
                 return Ok(());
             }
         }
@@ -916,12 +932,43 @@ impl Ctx {
     }
 
     /// The mode the object was committed with (bare-user keeps it in `user.ostreemeta`).
-    fn committed_mode(&self, src: &Path, st: &rustix::fs::Stat) -> Result<u32> {
+    /// Hardlink object `key` (`src` relative to `src_dir`; `abs` its absolute path, for the
+    /// metadata xattr) to dfd/name, unless ostree would copy it: zero-sized files (EMLINK),
+    /// bare-user symlinks (stored as regular files) and, in user mode, files the owner cannot
+    /// read. `false`: copy it instead.
+    #[allow(clippy::too_many_arguments)]
+    fn link_object(
+        &self,
+        src_dir: BorrowedFd<'_>,
+        src: &Path,
+        abs: &dyn Fn() -> PathBuf,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        key: &ObjectKey,
+    ) -> Result<bool> {
+        let st = match rustix::fs::statat(src_dir, src, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Not stored: the copy path names the missing object.
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(Error::io(format!("stat {}", abs().display()), e.into())),
+        };
+        let mode = self.committed_mode(abs, &st)?;
+        let is_symlink = mode & S_IFMT == crate::objects::S_IFLNK;
+        let bare_user_symlink = self.usermode_repo && is_symlink;
+        let zero = !is_symlink && st.st_size == 0;
+        let unreadable = self.opts.mode == CheckoutMode::User && !is_symlink && mode & 0o400 == 0;
+        Ok(!(bare_user_symlink || zero || unreadable)
+            && self.link(src_dir, src, dfd, rel, name, key, false)? == Link::Done)
+    }
+
+    fn committed_mode(&self, abs: &dyn Fn() -> PathBuf, st: &rustix::fs::Stat) -> Result<u32> {
         if self.repo.mode() != RepoMode::BareUser {
             return Ok(st.st_mode);
         }
-        let mut buf = vec![0u8; 4096];
-        match rustix::fs::lgetxattr(src, "user.ostreemeta", &mut buf) {
+        let src = abs();
+        let mut buf = [0u8; 4096];
+        match rustix::fs::lgetxattr(&src, "user.ostreemeta", &mut buf) {
             Ok(n) => Ok(crate::objects::parse_bare_user_meta(&buf[..n])?.2),
             Err(e) => Err(Error::io(
                 format!("reading user.ostreemeta of {}", src.display()),
