@@ -89,6 +89,14 @@ async fn staged_until_sync() {
         let lp = a.local_path(&o.key).unwrap();
         assert!(lp.starts_with(p.join("tmp")), "{}", lp.display());
         assert!(b.local_path(&o.key).is_none());
+        // The writer's staged object is not in objects/: no (directory, name) for it.
+        assert!(a.local_at(&o.key).is_none());
+        // The other handle names where it would be; it is not there yet.
+        let (dir, name) = b.local_at(&o.key).unwrap();
+        assert_eq!(
+            rustix::fs::statat(dir, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW).err(),
+            Some(rustix::io::Errno::NOENT)
+        );
     }
     let listed: BTreeSet<ObjectKey> = a.list(None).try_collect().await.unwrap();
     assert_eq!(listed, objs.iter().map(|o| o.key).collect());
@@ -107,7 +115,16 @@ async fn staged_until_sync() {
     a.sync().await.unwrap();
     for o in &objs {
         assert!(b.has(&o.key).await.unwrap());
-        assert!(a.local_path(&o.key).unwrap().starts_with(p.join("objects")));
+        let lp = a.local_path(&o.key).unwrap();
+        assert!(lp.starts_with(p.join("objects")));
+        // local_at names the same file, relative to objects/.
+        for s in [&a, &b] {
+            let (dir, name) = s.local_at(&o.key).unwrap();
+            assert_eq!(p.join("objects").join(&name), lp);
+            let st = rustix::fs::statat(dir, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .unwrap();
+            assert_eq!(st.st_ino, std::fs::symlink_metadata(&lp).unwrap().ino());
+        }
     }
     // list does not repeat objects that are both staged-known and published.
     let listed: Vec<ObjectKey> = a.list(None).try_collect().await.unwrap();
