@@ -22,7 +22,10 @@
 # Env: OSTREE_REAL_BIN (default /usr/bin/ostree), CORPUS (default /tmp/ostree-bench/corpus),
 # WORK (default /tmp/ostree-bench/admin), SYSROOT_FS=tmpfs (run as root: the two sysroots live
 # on a tmpfs mounted at $WORK/fs for the run, so the figures show the binaries' own cost without
-# ext4's inode allocation, which after many undeploys dominates both; see bench/admin.md).
+# ext4's inode allocation, which after many undeploys dominates both; see bench/admin.md;
+# SYSROOT_FS=ext4: on a fresh ext4 filesystem with its default journal, made in a file on
+# /dev/shm and loop-mounted at $WORK/fs for the run: ext4's own code paths, as a real sysroot
+# has them, without the disk's noise).
 set -euo pipefail
 REAL=${OSTREE_REAL_BIN:-/usr/bin/ostree}
 OURS=${OSTREE_RS_BIN:?set OSTREE_RS_BIN to our ostree}
@@ -41,6 +44,13 @@ if [ "${SYSROOT_FS:-}" = tmpfs ]; then
     mountpoint -q "$SROOT" || mount -t tmpfs -o size=6G,mode=0755 bench-sysroots "$SROOT" \
         || { echo "bench: SYSROOT_FS=tmpfs needs root (mount)" >&2; exit 2; }
     trap 'umount "$SROOT"' EXIT
+elif [ "${SYSROOT_FS:-}" = ext4 ]; then
+    SROOT=$WORK/fs
+    IMG=/dev/shm/ostree-bench-sysroots.$$.img
+    mkdir -p "$SROOT"
+    truncate -s 6G "$IMG" && mkfs.ext4 -q -F "$IMG" && mount -o loop "$IMG" "$SROOT" \
+        || { rm -f "$IMG"; echo "bench: SYSROOT_FS=ext4 needs root (mkfs.ext4, mount -o loop)" >&2; exit 2; }
+    trap 'umount "$SROOT"; rm -f "$IMG"' EXIT
 fi
 if [ ! -e "$WORK/.tmpl.done" ]; then
     # The tree: corpus v1 (hardlinked) with /etc moved to /usr/etc as ostree wants it (2022.7's
