@@ -16,7 +16,11 @@
 #   first: compare both when it is busy)
 #
 # Env: OSTREE_RS_BIN (ours), OSTREE_REAL_BIN (default /usr/bin/ostree), CORPUS (default
-# /tmp/ostree-bench/corpus), WORK (default /tmp/ostree-bench/work), FSYNC (see bench-ostree.sh).
+# /tmp/ostree-bench/corpus), WORK (default /tmp/ostree-bench/work), FSYNC (see bench-ostree.sh),
+# WORK_FS=ext4 (root: WORK on a fresh journaled ext4 made in a file on /dev/shm and
+# loop-mounted for the run, instead of whatever filesystem holds WORK: the repos and checkouts
+# then see ext4's code paths without the disk's noise, or the journal-less root filesystem's
+# slow inode allocation after a previous run's tree was deleted; see bench/checkout-fsck.md).
 # Plumbing check with the real binary on both sides (ratios ~1):
 #   OSTREE_RS_BIN=/usr/bin/ostree bench/run.sh small
 set -euo pipefail
@@ -44,6 +48,14 @@ case $SET in
     deb) { [ -e "$CORPUS/.v1.done" ] && [ -e "$CORPUS/.v2.done" ]; } || SETS=deb bash "$HERE/make-corpus.sh" "$CORPUS" ;;
 esac
 
+if [ "${WORK_FS:-}" = ext4 ]; then
+    IMG=/dev/shm/ostree-bench-work.$$.img
+    mkdir -p "$WORK"
+    truncate -s 12G "$IMG" && mkfs.ext4 -q -F "$IMG" && mount -o loop "$IMG" "$WORK" \
+        || { rm -f "$IMG"; echo "bench: WORK_FS=ext4 needs root (mkfs.ext4, mount -o loop)" >&2; exit 2; }
+    trap 'umount "$WORK"; rm -f "$IMG"' EXIT
+    echo "# WORK: fresh ext4 (loop, $IMG)"
+fi
 echo "# real: $REAL"
 echo "# ours: $OURS"
 bash "$HERE/bench-ostree.sh" -c "$SET" "$@" "$REAL" "$OURS"
@@ -72,4 +84,9 @@ awk -F'\t' '
         }
         if (k > 0) printf "%-30s %9s %9s %7.2f %9s %9s %7.2f  (geometric means over %d ops)\n", "overall", "", "", exp(ls / k), "", "", exp(lm / k), k
     }' "$TSV" | tee "$WORK/$SET/ratios.txt"
-echo "# TSV: $TSV; ratios: $WORK/$SET/ratios.txt"
+if [ "${WORK_FS:-}" = ext4 ]; then # WORK goes away with its filesystem: keep the results
+    mkdir -p "$WORK.results" && cp "$TSV" "$WORK/$SET/ratios.txt" "$WORK.results/"
+    echo "# TSV and ratios kept in $WORK.results/"
+else
+    echo "# TSV: $TSV; ratios: $WORK/$SET/ratios.txt"
+fi
