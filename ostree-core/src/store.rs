@@ -364,6 +364,12 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
 
     /// Make every object put so far durable and visible to other handles. Called before any
     /// ref that needs those objects moves.
+    ///
+    /// A store that holds objects until `sync` publishes them in dependency order (content,
+    /// dirmeta, dirtree, then commits and detached metadata), and makes a commit durable only
+    /// after everything put before it: a commit put after its tree, then one `sync`, is never
+    /// found (after a kill or a crash) without that tree. A store whose puts are durable and
+    /// visible at once gives this by itself.
     async fn sync(&self) -> Result<()>;
 
     /// Read a ref. `name` is relative to `refs/` (`heads/main`, `remotes/origin/main`,

@@ -31,7 +31,10 @@
 //!   `/proc/self/fd/N`), then `syncfs` again so the names are durable before any ref moves;
 //! * objects are published in dependency order: content, dirmeta, dirtree (each type in put
 //!   order, so trees written bottom-up appear bottom-up), then commits and detached metadata.
-//!   A kill between two links never leaves a visible commit whose tree is not visible;
+//!   A kill between two links never leaves a visible commit whose tree is not visible; when a
+//!   sync publishes both, a `syncfs` between the two groups makes the names of content and
+//!   trees durable before any commit's name is made, so a crash does not either (even on a
+//!   filesystem without a journal, whose metadata writes are not ordered);
 //! * a handle holds at most [`FsStore::set_held_file_limit`] unnamed files (default: a quarter
 //!   of the soft `RLIMIT_NOFILE`, at most 4096). Past half of that, pending content and trees
 //!   are made durable and published early, in the same order, while other puts go on (past the

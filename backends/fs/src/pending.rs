@@ -359,7 +359,22 @@ impl Inner {
         // Everything in the batch was completely written before we took it: one syncfs makes
         // all of it durable before any of it becomes visible.
         syncfs_objects()?;
-        let r = self.publish_batch(batch);
+        // A commit's name must not reach the disk before the names of the objects it needs:
+        // a filesystem without a journal (or one that reorders metadata) could otherwise keep
+        // the commit and lose its tree in a crash. Content and trees are published and their
+        // names made durable first, then commits and detached metadata.
+        let (needed, markers): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|(k, _)| rank(k.ty) < rank(ObjectType::Commit));
+        let r = if needed.is_empty() || markers.is_empty() {
+            let mut all = needed;
+            all.extend(markers);
+            self.publish_batch(all)
+        } else {
+            self.publish_batch(needed)
+                .and_then(|()| syncfs_objects())
+                .and_then(|()| self.publish_batch(markers))
+        };
         // Make the links and renames (and new fan-out directories) durable too.
         r.and(syncfs_objects())
     }

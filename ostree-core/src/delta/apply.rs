@@ -296,23 +296,51 @@ fn open_part_for_apply(
     spool_decompressed(raw.get(1..).unwrap_or_default(), h, spool_dir)
 }
 
-/// Decompress a part's xz stream `body` into a spool file in `spool_dir`; its tables and
-/// operations are read back into memory, its payload left there to be read on demand.
+/// Parts up to this size (uncompressed) are spooled into an anonymous memory file rather
+/// than a file in the repository's `tmp/`.
+const MEMFD_SPOOL_MAX: u64 = 64 * 1024 * 1024;
+
+/// A file to spool a decompressed part of `size` bytes into, open for reading and writing:
+/// an anonymous memory file (`memfd`) when the part is at most [`MEMFD_SPOOL_MAX`] and the
+/// kernel has them, else an unlinked file in `spool_dir`.
+///
+/// A memory file is never written back to disk: a spool in `tmp/` sits on the repository's
+/// filesystem, where the `syncfs` that makes the objects durable would also write out the
+/// spool's dirty pages (tens of MB per part) for nothing. Its pages are shared memory, like a
+/// tmpfs file's: they count in the system's memory, not in this process's resident set
+/// (this is what a spool file in the page cache costs too), and they are freed when the part
+/// is done. At most [`DECOMPRESS_BUDGET_MIB`] of parts are decompressed at once, and an
+/// application executes at most its `jobs` parts at once.
+fn spool_file(size: u64, spool_dir: &Path) -> Result<std::fs::File> {
+    if size <= MEMFD_SPOOL_MAX
+        && let Ok(fd) =
+            rustix::fs::memfd_create("ostree-deltapart", rustix::fs::MemfdFlags::CLOEXEC)
+    {
+        return Ok(std::fs::File::from(fd));
+    }
+    let (spool, f) = crate::spool::Spool::create(spool_dir, "deltapart")?;
+    drop(f);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(spool.path())
+        .map_err(|e| Error::io_path("opening spool file", spool.path(), e))?;
+    // The open handle is all that is needed from now on.
+    drop(spool);
+    Ok(file)
+}
+
+/// Decompress a part's xz stream `body` into a spool file (see [`spool_file`]); its tables
+/// and operations are read back into memory, its payload left there to be read on demand.
 fn spool_decompressed(
     body: impl std::io::Read,
     h: &PartHeader,
     spool_dir: &Path,
 ) -> Result<OpenedPart> {
     let limit = format::part_size_limit(h);
-    let (spool, f) = crate::spool::Spool::create(spool_dir, "deltapart")?;
-    let werr = |e: std::io::Error| Error::io_path("writing spool file", spool.path(), e);
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-    let len = format::xz_decompress_to(body, limit, &mut w)?;
-    w.into_inner().map_err(|e| werr(e.into_error()))?;
-    let file = std::fs::File::open(spool.path())
-        .map_err(|e| Error::io_path("opening spool file", spool.path(), e))?;
-    // The open handle is all that is needed from now on.
-    drop(spool);
+    let mut file = spool_file(h.usize, spool_dir)?;
+    // The decoder hands over 256 KiB at a time: written as they come, no buffer in between.
+    let len = format::xz_decompress_to(body, limit, &mut file)?;
     let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut b = vec![0u8; n];
@@ -886,6 +914,36 @@ impl Repo {
         }
     }
 
+    /// Part `i` of a delta as [`Repo::apply_static_delta`] executes it: inline parts in
+    /// memory, part files opened (decompressed as they are read, never held whole), from a
+    /// local directory or the repository's own `deltas/` when it is local.
+    async fn open_static_delta_part(
+        &self,
+        sb: &Superblock,
+        dir: Option<&Path>,
+        i: usize,
+    ) -> Result<RawPart> {
+        if let Some(b) = sb.inline_part(i) {
+            return Ok(RawPart::Bytes(Bytes::from(b)));
+        }
+        let path = match (dir, self.store().local_root()) {
+            (Some(d), _) => d.join(i.to_string()),
+            (None, Some(root)) => root.join(sb.name().part_path(i)),
+            (None, None) => {
+                return Ok(RawPart::Bytes(Bytes::from(
+                    self.read_static_delta_part(sb, dir, i).await?,
+                )));
+            }
+        };
+        let f = std::fs::File::open(&path).map_err(|e| {
+            Error::Other(format!(
+                "Opening deltapart '{i}': {}",
+                Error::io_path("open", &path, e)
+            ))
+        })?;
+        Ok(RawPart::File(f))
+    }
+
     /// Execute one part (already read) into the repository. A part larger than
     /// [`SPOOL_PART_OVER`] uncompressed is decompressed into a spool file rather than memory.
     pub async fn execute_static_delta_part(
@@ -1049,10 +1107,9 @@ impl Repo {
                     if have.iter().all(|x| *x) {
                         return Ok::<_, Error>(None);
                     }
-                    let raw =
-                        Bytes::from(repo.read_static_delta_part(&sb, dir.as_deref(), i).await?);
+                    let raw = repo.open_static_delta_part(&sb, dir.as_deref(), i).await?;
                     let n = repo
-                        .execute_static_delta_part(h, raw, true)
+                        .execute_raw_static_delta_part(h, raw, true, SPOOL_PART_OVER)
                         .await
                         .map_err(|e| Error::corrupted(format!("Executing delta part {i}: {e}")))?;
                     Ok(Some(n))
@@ -1069,7 +1126,11 @@ impl Repo {
             }
         }
         drop(tasks);
-        // Everything the commit needs is there: detached metadata, then the commit.
+        // Everything the commit needs is there: detached metadata, then the commit. One sync
+        // makes it all durable: a store publishes what a commit needs no later than the
+        // commit ([`ObjectStore::sync`]), so a crash never leaves the commit without its tree.
+        //
+        // [`ObjectStore::sync`]: crate::store::ObjectStore::sync
         let ckey = ObjectKey::new(to, ObjectType::Commit);
         if !self.has_object(&ckey).await? {
             if let Some(md) = sb.detached_commitmeta() {
@@ -1080,7 +1141,6 @@ impl Repo {
                     )
                     .await?;
             }
-            self.store().sync().await?;
             self.put_commit_object(&to, sb.commit.clone()).await?;
         }
         self.store().sync().await?;
@@ -1236,6 +1296,23 @@ mod tests {
         raw[last] ^= 1;
         let e = run(&raw, &h, 0, dir.path()).expect_err("checksum");
         assert!(e.to_string().contains("Checksum mismatch"), "{e}");
+    }
+
+    #[test]
+    fn spool_files_leave_nothing_behind() {
+        use std::io::{Seek, Write};
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A memory file for parts that fit, an unlinked file in the directory otherwise.
+        for size in [1, MEMFD_SPOOL_MAX + 1] {
+            let mut f = spool_file(size, dir.path()).expect("spool");
+            f.write_all(b"0123456789").expect("write");
+            f.rewind().expect("rewind");
+            let mut b = [0u8; 4];
+            f.read_exact_at(&mut b, 3).expect("read");
+            assert_eq!(&b, b"3456");
+            assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        }
     }
 
     #[test]
