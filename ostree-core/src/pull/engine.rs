@@ -149,8 +149,9 @@ fn local_slots() -> usize {
 }
 
 /// File objects whose content is larger than this are decompressed into a spool file in the
-/// repository's `tmp/` rather than into memory (a pull of a Debian tree meets a 32 MB file).
-const SPOOL_OVER: u64 = 4 * 1024 * 1024;
+/// repository's `tmp/` rather than into memory (a pull of a Debian tree meets a 32 MB file;
+/// with several objects in flight, a few MB each were a good part of a pull's peak memory).
+const SPOOL_OVER: u64 = 1024 * 1024;
 
 /// Content objects up to this size (as fetched) are verified on the task's own thread.
 const INLINE_VERIFY_MAX: usize = 64 * 1024;
@@ -707,59 +708,48 @@ impl Engine {
         let bareuseronly = self.opts.bareuseronly_files;
         let archive_dest = store.mode().is_archive();
         let spool_dir = self.spool_dir.clone();
-        type Prepared = (ObjectWrite, u64, bool, Option<crate::spool::Spool>);
         let small = match &payload {
             ContentPayload::Archived(raw) => raw.len() <= INLINE_VERIFY_MAX,
+            ContentPayload::ArchivedFile(..) => false,
             ContentPayload::Decoded(_, content) => content.len() <= INLINE_VERIFY_MAX,
         };
         let prepare = move || -> Result<Prepared> {
+            let payload = match payload {
+                // An archive store keeps the bytes as they came: read them back.
+                ContentPayload::ArchivedFile(f, len) if archive_dest => {
+                    ContentPayload::Archived(read_spilled(f, len, &csum)?)
+                }
+                p => p,
+            };
+            let decode = |meta: FileMeta, size: u64, reader: Box<dyn std::io::Read + Send>| {
+                decode_content(&spool_dir, &csum, meta, size, reader, verify, bareuseronly)
+            };
             match payload {
                 ContentPayload::Archived(raw) => {
+                    let (meta, size, reader) = read_archived(std::io::Cursor::new(raw.clone()))?;
                     if !verify && archive_dest && !bareuseronly {
                         // Trusted archive → archive: the bytes as they are.
-                        let (meta, size, _) = read_archived(std::io::Cursor::new(raw.clone()))?;
                         return Ok((ObjectWrite::Archived(raw), size, meta.is_regular(), None));
                     }
-                    let (meta, size, mut reader) =
-                        read_archived(std::io::Cursor::new(raw.clone()))?;
-                    if !archive_dest && meta.is_regular() && size > SPOOL_OVER {
-                        if bareuseronly {
-                            validate_bareuseronly(&meta, &csum)?;
-                        }
-                        let spool = spool_content(&spool_dir, &meta, reader, verify, &csum)?;
-                        let source = ContentSource::Path(spool.path().to_path_buf());
-                        let write = ObjectWrite::Content { meta, size, source };
-                        return Ok((write, size, true, Some(spool)));
+                    if !archive_dest {
+                        return decode(meta, size, reader);
                     }
-                    let mut content = Vec::with_capacity(size as usize);
-                    std::io::Read::read_to_end(&mut reader, &mut content).map_err(|e| {
-                        Error::corrupted(format!("Corrupted file object {csum}: {e}"))
-                    })?;
+                    // Into an archive store: the bytes as they came, once their content
+                    // hashes right (streamed: nothing decoded is kept).
                     if verify {
-                        check(
-                            ObjectType::File,
-                            &csum,
-                            &checksum_in_memory(&meta, &content)?,
-                        )?;
+                        let actual = content_checksum(&meta, reader).map_err(|e| {
+                            Error::corrupted(format!("Corrupted file object {csum}: {e}"))
+                        })?;
+                        check(ObjectType::File, &csum, &actual)?;
                     }
                     if bareuseronly {
                         validate_bareuseronly(&meta, &csum)?;
                     }
-                    let regular = meta.is_regular();
-                    if archive_dest {
-                        Ok((ObjectWrite::Archived(raw), size, regular, None))
-                    } else {
-                        Ok((
-                            ObjectWrite::Content {
-                                meta,
-                                size,
-                                source: ContentSource::Bytes(Bytes::from(content)),
-                            },
-                            size,
-                            regular,
-                            None,
-                        ))
-                    }
+                    Ok((ObjectWrite::Archived(raw), size, meta.is_regular(), None))
+                }
+                ContentPayload::ArchivedFile(f, _) => {
+                    let (meta, size, reader) = read_archived(f)?;
+                    decode(meta, size, reader)
                 }
                 ContentPayload::Decoded(meta, content) => {
                     if verify {
@@ -826,6 +816,61 @@ impl Engine {
     }
 }
 
+/// What the verification of a content object prepares for the store: the write, the content
+/// size, whether it is a regular file, and the spool file the write reads (kept until then).
+type Prepared = (ObjectWrite, u64, bool, Option<crate::spool::Spool>);
+
+/// Decode a `.filez` object's content (`meta`, `size`, the inflating `reader`): verified
+/// against `csum` when `verify`, into memory, or into a spool file in `spool_dir` when it is
+/// a regular file larger than [`SPOOL_OVER`].
+fn decode_content(
+    spool_dir: &std::path::Path,
+    csum: &Checksum,
+    meta: FileMeta,
+    size: u64,
+    mut reader: Box<dyn std::io::Read + Send>,
+    verify: bool,
+    bareuseronly: bool,
+) -> Result<Prepared> {
+    if meta.is_regular() && size > SPOOL_OVER {
+        if bareuseronly {
+            validate_bareuseronly(&meta, csum)?;
+        }
+        let spool = spool_content(spool_dir, &meta, reader, verify, csum)?;
+        let source = ContentSource::Path(spool.path().to_path_buf());
+        let write = ObjectWrite::Content { meta, size, source };
+        return Ok((write, size, true, Some(spool)));
+    }
+    let mut content = Vec::with_capacity(size as usize);
+    std::io::Read::read_to_end(&mut reader, &mut content)
+        .map_err(|e| Error::corrupted(format!("Corrupted file object {csum}: {e}")))?;
+    if verify {
+        check(
+            ObjectType::File,
+            csum,
+            &checksum_in_memory(&meta, &content)?,
+        )?;
+    }
+    if bareuseronly {
+        validate_bareuseronly(&meta, csum)?;
+    }
+    let regular = meta.is_regular();
+    let write = ObjectWrite::Content {
+        meta,
+        size,
+        source: ContentSource::Bytes(Bytes::from(content)),
+    };
+    Ok((write, size, regular, None))
+}
+
+/// The `len` bytes of a spilled body.
+fn read_spilled(mut f: std::fs::File, len: u64, csum: &Checksum) -> Result<Bytes> {
+    let mut v = Vec::with_capacity(len.min(super::source::MAX_CONTENT_SIZE) as usize);
+    std::io::Read::read_to_end(&mut f, &mut v)
+        .map_err(|e| Error::io(format!("Reading the fetched body of {csum}.file"), e))?;
+    Ok(Bytes::from(v))
+}
+
 /// [`content_checksum`] of content already in memory: hashed where it is (no copy through
 /// a read buffer).
 fn checksum_in_memory(meta: &FileMeta, content: &[u8]) -> Result<Checksum> {
@@ -849,7 +894,8 @@ fn spool_content(
 ) -> Result<crate::spool::Spool> {
     use std::io::Write;
     let (spool, f) = crate::spool::Spool::create(dir, "pull")?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    // Written a read buffer at a time (256 KiB: no need for a write buffer on top).
+    let mut w = f;
     let mut h = verify.then(|| {
         let mut h = crate::checksum::Hasher::new();
         h.update(&meta.file_header());
@@ -873,8 +919,6 @@ fn spool_content(
         w.write_all(&buf[..n])
             .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
     }
-    w.flush()
-        .map_err(|e| Error::io_path("writing spool file", spool.path(), e))?;
     if let Some(h) = h {
         check(ObjectType::File, csum, &h.finish())?;
     }

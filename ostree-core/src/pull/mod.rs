@@ -100,7 +100,9 @@ pub struct PullOptions {
     pub remotes_dir: RemotesDir,
     /// For pulls from a repository (pull-local): write refs under this remote name.
     pub ref_remote: Option<String>,
-    /// Concurrency override (default: 32 over the network, 8 locally).
+    /// Concurrency override (default 8 requests in flight, as ostree's
+    /// `_OSTREE_MAX_OUTSTANDING_FETCHER_REQUESTS`: over loopback HTTP/1.1, 32 connections
+    /// were no faster and each held a read buffer of up to 400 KiB).
     pub concurrency: Option<usize>,
     /// Static delta application ([`StaticDeltas`] when `None`).
     pub deltas: Option<Arc<dyn DeltaApplier>>,
@@ -633,7 +635,12 @@ async fn pull_inner(
     };
     let counters = opts.counters.clone().unwrap_or_default();
     opts.counters = Some(counters.clone());
-    let src = Arc::new(RemoteSource::new(meta, content, policy).with_counters(counters));
+    // Large content objects arrive into unlinked files in the repository's tmp/, not memory.
+    let src = Arc::new(
+        RemoteSource::new(meta, content, policy)
+            .with_counters(counters)
+            .with_spool_dir(crate::spool::dir_for(repo)),
+    );
 
     // Summary (cached per remote), then the remote's mode.
     let cache = cache::SummaryCache::new(repo, opts.cache_dir.clone());
@@ -1006,7 +1013,7 @@ async fn run_targets(
                 }
             })
             .collect(),
-        concurrency: opts.concurrency.unwrap_or(if local { 8 } else { 32 }),
+        concurrency: opts.concurrency.unwrap_or(8),
         fetch_commitmeta: true,
         verification: opts.verification.clone(),
         trust_content: !local

@@ -118,11 +118,114 @@ impl BodySink for FileSink {
     }
 }
 
+/// A body held in memory up to a limit, then moved to an unnamed file (a large `.filez`
+/// object: its compressed bytes are not held in memory while they arrive and are verified).
+#[derive(Debug)]
+pub struct SpillSink {
+    mem: BytesMut,
+    file: Option<std::fs::File>,
+    len: u64,
+    dir: std::path::PathBuf,
+    limit: u64,
+}
+
+impl SpillSink {
+    /// A sink that moves to a file in `dir` once it would hold more than `limit` bytes.
+    pub fn new(dir: std::path::PathBuf, limit: u64) -> Self {
+        SpillSink {
+            mem: BytesMut::new(),
+            file: None,
+            len: 0,
+            dir,
+            limit,
+        }
+    }
+
+    /// Move what is held to a new file (created in `dir` and unlinked at once: it goes
+    /// with the last handle, whatever happens to this process).
+    fn spill(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let (spool, f) = crate::spool::Spool::create(&self.dir, "body")?;
+        f.write_all_at(&self.mem, 0)
+            .map_err(|e| Error::io_path("writing", spool.path(), e))?;
+        // Unlinked now (the spool's drop); the open handle keeps the data.
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(spool.path())
+            .map_err(|e| Error::io_path("opening", spool.path(), e))?;
+        drop(f);
+        drop(spool);
+        self.mem = BytesMut::new();
+        self.file = Some(reopened);
+        Ok(())
+    }
+
+    /// The body: in memory, or the file holding it (read from its start).
+    pub fn finish(self) -> SpilledBody {
+        match self.file {
+            Some(f) => SpilledBody::File(f, self.len),
+            None => SpilledBody::Bytes(self.mem.freeze()),
+        }
+    }
+}
+
+/// What a [`SpillSink`] holds at the end.
+#[derive(Debug)]
+pub enum SpilledBody {
+    /// Small enough for memory.
+    Bytes(Bytes),
+    /// An unlinked file and its length.
+    File(std::fs::File, u64),
+}
+
+impl BodySink for SpillSink {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn clear(&mut self) -> Result<()> {
+        self.mem.clear();
+        if let Some(f) = &self.file {
+            f.set_len(0).map_err(|e| {
+                Error::io(
+                    format!("truncating a spool file in {}", self.dir.display()),
+                    e,
+                )
+            })?;
+        }
+        self.len = 0;
+        Ok(())
+    }
+    fn reserve(&mut self, n: u64) {
+        // Only a body that stays in memory is worth room; a larger one spills on its first
+        // chunk.
+        if self.file.is_none() && self.len.saturating_add(n) <= self.limit {
+            self.mem.reserve(n as usize);
+        }
+    }
+    fn append(&mut self, chunk: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.file.is_none() && self.len + chunk.len() as u64 > self.limit {
+            self.spill()?;
+        }
+        match &self.file {
+            Some(f) => f.write_all_at(chunk, self.len).map_err(|e| {
+                Error::io(format!("writing a spool file in {}", self.dir.display()), e)
+            })?,
+            None => self.mem.extend_from_slice(chunk),
+        }
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+}
+
 /// A content object as a source gives it.
 #[derive(Debug)]
 pub enum ContentPayload {
     /// `.filez` bytes (archive sources).
     Archived(Bytes),
+    /// `.filez` bytes in an unlinked file, with their length (a large object).
+    ArchivedFile(std::fs::File, u64),
     /// Decoded metadata and content bytes (bare sources).
     Decoded(FileMeta, Bytes),
 }
@@ -189,7 +292,13 @@ pub struct RemoteSource {
     policy: NetPolicy,
     bytes: AtomicU64,
     counters: Option<Arc<super::engine::Counters>>,
+    /// Where bodies of content objects larger than [`SPILL_OVER`] go (none: memory).
+    spool_dir: Option<std::path::PathBuf>,
 }
+
+/// Content objects (`.filez`) larger than this, as fetched, are received into an unlinked
+/// file rather than memory when the source has a spool directory.
+pub const SPILL_OVER: u64 = 512 * 1024;
 
 impl RemoteSource {
     /// A source over mirrored fetchers.
@@ -200,7 +309,15 @@ impl RemoteSource {
             policy,
             bytes: AtomicU64::new(0),
             counters: None,
+            spool_dir: None,
         }
+    }
+
+    /// Receive content objects larger than [`SPILL_OVER`] into unlinked files in `dir` (the
+    /// repository's `tmp/`) rather than memory.
+    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spool_dir = Some(dir);
+        self
     }
 
     /// Also count received bytes into `counters` (a progress display reads them).
@@ -403,15 +520,26 @@ impl ObjectSource for RemoteSource {
     async fn content(&self, csum: &Checksum) -> Result<ContentPayload> {
         let key = ObjectKey::new(*csum, ObjectType::File);
         let path = key.loose_path(true);
-        match self
-            .get(&self.content, &path, MAX_CONTENT_SIZE, None)
-            .await?
-        {
-            Some((_, b, _)) => Ok(ContentPayload::Archived(b)),
-            None => Err(Error::not_found(format!(
+        let got = match &self.spool_dir {
+            Some(dir) => {
+                let mut sink = SpillSink::new(dir.clone(), SPILL_OVER);
+                self.get_resumable_into(&self.content, &path, MAX_CONTENT_SIZE, &mut sink)
+                    .await?
+                    .map(|()| match sink.finish() {
+                        SpilledBody::Bytes(b) => ContentPayload::Archived(b),
+                        SpilledBody::File(f, n) => ContentPayload::ArchivedFile(f, n),
+                    })
+            }
+            None => self
+                .get(&self.content, &path, MAX_CONTENT_SIZE, None)
+                .await?
+                .map(|(_, b, _)| ContentPayload::Archived(b)),
+        };
+        got.ok_or_else(|| {
+            Error::not_found(format!(
                 "Server returned HTTP 404 for {path}: object {csum}.file not found"
-            ))),
-        }
+            ))
+        })
     }
 
     async fn file(&self, path: &str, max: u64) -> Result<Option<Bytes>> {
@@ -503,6 +631,52 @@ impl ObjectSource for LocalSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spill_sinks_move_large_bodies_to_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Under the limit: memory.
+        let mut s = SpillSink::new(dir.path().to_path_buf(), 8);
+        s.reserve(6);
+        s.append(b"abc").expect("append");
+        s.append(b"def").expect("append");
+        match s.finish() {
+            SpilledBody::Bytes(b) => assert_eq!(&b[..], b"abcdef"),
+            SpilledBody::File(..) => panic!("spilled under the limit"),
+        }
+        // Over it: an unlinked file holding every byte, the first ones included.
+        let mut s = SpillSink::new(dir.path().to_path_buf(), 8);
+        s.append(b"abcdef").expect("append");
+        s.append(b"ghij").expect("append");
+        assert_eq!(s.len(), 10);
+        s.append(b"k").expect("append");
+        let (mut f, len) = match s.finish() {
+            SpilledBody::File(f, len) => (f, len),
+            SpilledBody::Bytes(_) => panic!("not spilled"),
+        };
+        assert_eq!(len, 11);
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).expect("read");
+        assert_eq!(got, b"abcdefghijk");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("readdir").count(),
+            0,
+            "the spool file has no name"
+        );
+        // Cleared after spilling (a range the server did not honour): starts over.
+        let mut s = SpillSink::new(dir.path().to_path_buf(), 4);
+        s.append(b"0123456").expect("append");
+        s.clear().expect("clear");
+        s.append(b"xy").expect("append");
+        match s.finish() {
+            SpilledBody::File(mut f, 2) => {
+                let mut got = Vec::new();
+                f.read_to_end(&mut got).expect("read");
+                assert_eq!(got, b"xy");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn file_sinks_continue_or_start_over() {

@@ -401,10 +401,11 @@ fn pull_options() {
     assert!(ostree_tests::fixtures::object_names(&s).len() < full / 2);
 }
 
-/// File objects larger than the engine's in-memory limit (4 MiB) are decompressed into a spool
-/// file: pulled into bare-user and bare repos they check out the same as the real ostree's
-/// copy and pass the real fsck; a corrupted one is refused and stores nothing; no spool file
-/// is left behind either way.
+/// File objects larger than the engine's in-memory limits (1 MiB decompressed, 512 KiB as
+/// fetched) are received into an unlinked file and decompressed into a spool file: pulled into
+/// bare-user, bare and archive repos they check out the same as the real ostree's copy and
+/// pass the real fsck; a corrupted one is refused and stores nothing; no spool file is left
+/// behind either way.
 #[test]
 fn large_objects_are_spooled_and_verified() {
     let Some((ours, real)) = both() else { return };
@@ -427,12 +428,12 @@ fn large_objects_are_spooled_and_verified() {
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(".pull-"))
+                    .filter(|n| n.starts_with(".pull-") || n.starts_with(".body-"))
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default()
     };
-    for mode in ["bare-user", "bare"] {
+    for mode in ["bare-user", "bare", "archive"] {
         if mode == "bare" && !ostree_tests::bins::is_root() {
             continue;
         }
