@@ -27,7 +27,7 @@ srv=$WORK/srv
 $REAL init --repo="$srv" --mode=archive
 c1=$($REAL commit --repo="$srv" -b main --tree=dir="$V1" -s v1 --fsync=false)
 c2=$($REAL commit --repo="$srv" -b main --tree=dir="$V2" -s v2 --fsync=false)
-$REAL static-delta generate --repo="$srv" --from="$c1" --to="$c2" >/dev/null
+$REAL static-delta generate --repo="$srv" --from="$c1" --to="$c2" >/dev/null 2>&1
 $REAL summary --repo="$srv" -u
 $HTTPD -p "$WORK/port" "$WORK" >"$WORK/httpd.log" 2>&1 &
 HPID=$!
