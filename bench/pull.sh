@@ -53,12 +53,16 @@ run() { # LABEL BIN DIR ARGS...
     printf '%-6s %-5s %8.2fs %8d KiB  %s\n' "$label" "$who" "$secs" "$rss" "${bytes:-?}"
     tail -1 "$WORK/out" >>"$WORK/lines"
 }
+# Every client repository gets its own directory and none is deleted during the run: on ext4
+# without a journal, inodes freed in the last minutes are skipped (slowly) when new ones are
+# allocated, so deleting one client's repository used to slow down the next client's pull.
 for who in real ours; do
     bin=$REAL; [ $who = ours ] && bin=$OURS
     d=$WORK/$who
     fresh "$bin" "$d"
     run full "$bin" "$d" --disable-static-deltas origin "main@$c1"
     run objs "$bin" "$d" --disable-static-deltas origin main
+    d=$WORK/$who-delta
     fresh "$bin" "$d"
     "$bin" --repo="$d" pull $NOFSYNC --disable-static-deltas origin "main@$c1" >/dev/null
     run delta "$bin" "$d" --require-static-deltas origin main
