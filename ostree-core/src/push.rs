@@ -294,34 +294,41 @@ pub async fn push(
     // Before relying on anything being in the destination: its lock (a local prune waits),
     // or on object storage a lease declaring those commits (a prune keeps their objects;
     // we wait for a prune that could have missed the lease). A dry run relies on nothing.
-    let guard = if opts.dry_run {
-        None
-    } else {
-        Some(match dstore.lease_table() {
-            Some(t) => {
-                let decl = LeaseDecl::declared("push", bases.clone(), Vec::new());
-                lease::acquire(dstore.clone(), &t, Role::Writer, decl).await?
-            }
-            None => dest.lock(false).await?,
-        })
-    };
-    let manifests: Vec<(Checksum, Vec<ObjectKey>)> = stream::iter(bases.clone())
-        .map(|c| {
-            let dstore = dstore.clone();
-            async move {
-                let Some(data) = dstore.read_file(&manifest_path(&c)).await? else {
-                    return Ok(None);
-                };
-                if !dstore.has(&ObjectKey::new(c, ObjectType::Commit)).await? {
-                    return Ok(None);
+    // The markers of unfinished pushes are listed meanwhile (step 4): nothing is trusted
+    // because of them, they only decide whether candidates are checked before uploading.
+    let lease_and_manifests = async {
+        let guard = if opts.dry_run {
+            None
+        } else {
+            Some(match dstore.lease_table() {
+                Some(t) => {
+                    let decl = LeaseDecl::declared("push", bases.clone(), Vec::new());
+                    lease::acquire(dstore.clone(), &t, Role::Writer, decl).await?
                 }
-                Ok::<_, Error>(Some((c, decode_manifest(&data)?)))
-            }
-        })
-        .buffer_unordered(jobs)
-        .try_filter_map(|m| futures::future::ready(Ok(m)))
-        .try_collect()
-        .await?;
+                None => dest.lock(false).await?,
+            })
+        };
+        let manifests: Vec<(Checksum, Vec<ObjectKey>)> = stream::iter(bases.clone())
+            .map(|c| {
+                let dstore = dstore.clone();
+                async move {
+                    let Some(data) = dstore.read_file(&manifest_path(&c)).await? else {
+                        return Ok(None);
+                    };
+                    if !dstore.has(&ObjectKey::new(c, ObjectType::Commit)).await? {
+                        return Ok(None);
+                    }
+                    Ok::<_, Error>(Some((c, decode_manifest(&data)?)))
+                }
+            })
+            .buffer_unordered(jobs)
+            .try_filter_map(|m| futures::future::ready(Ok(m)))
+            .try_collect()
+            .await?;
+        Ok::<_, Error>((guard, manifests))
+    };
+    let (started, pending) = futures::join!(lease_and_manifests, dstore.list_files(PENDING_DIR));
+    let (guard, manifests) = started?;
     let complete: HashSet<Checksum> = manifests.iter().map(|(c, _)| *c).collect();
     let known: HashSet<ObjectKey> = manifests.into_iter().flat_map(|(_, k)| k).collect();
 
@@ -344,7 +351,7 @@ pub async fn push(
     // 4. Resuming: check what an interrupted push already sent.
     // Also when a commit is already there without a manifest (written by another tool, or a
     // push interrupted after its commit): its objects are probably there too.
-    let pending = dstore.list_files(PENDING_DIR).await.unwrap_or_default();
+    let pending = pending.unwrap_or_default();
     let mut foreign = false;
     if pending.is_empty() && !needed.is_empty() {
         for r in &report.refs {
@@ -521,7 +528,7 @@ pub async fn push(
         && (moved || signing || !delta_targets.is_empty() || dest.read_summary().await?.is_none())
     {
         for _ in 0..8 {
-            let s = dest.regenerate_summary(None).await?;
+            let s = write_summary(dest, !delta_targets.is_empty()).await?;
             let listed: BTreeMap<String, Checksum> = s
                 .refs
                 .iter()
@@ -548,6 +555,24 @@ pub async fn push(
     }
     drop(guard);
     Ok(report)
+}
+
+/// Regenerate and write the destination's summary (removing a stale `summary.sig`). With
+/// `reindex` (this push sent static deltas) it is [`Repo::regenerate_summary`], which also
+/// rewrites every delta index; otherwise the delta indexes are left as they are (this push
+/// changed no delta, and the summary lists the deltas present either way), which spares the
+/// index rebuild its listings and its own lease.
+async fn write_summary(dest: &Repo, reindex: bool) -> Result<crate::repo::summary::Summary> {
+    if reindex {
+        return dest.regenerate_summary(None).await;
+    }
+    let summary = dest.generate_summary(None).await?;
+    let store = dest.store();
+    store
+        .write_file("summary", Bytes::from(summary.to_bytes()))
+        .await?;
+    store.delete_file("summary.sig").await?;
+    Ok(summary)
 }
 
 /// Bytes `keys` occupy in the local repository.

@@ -70,9 +70,21 @@ fn push_then_real_ostree_pulls_and_incremental_sends_only_new_objects() {
         moto.count("PUT", "inc/objects/"),
         moto.count("HEAD", "inc/objects/"),
     );
+    let lease_starts = || {
+        let needle = format!("\"PUT /{BUCKET}/inc/extensions/leases/w-");
+        moto.log()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter(|l| l.contains(".start "))
+            .count()
+    };
+    let leases = lease_starts();
     let out = push_ok(&o, &local, &dest, &["main"]);
     assert_eq!(uploaded(&out), new_objs, "{out}");
     assert_eq!(moto.count("PUT", "inc/objects/") - puts, new_objs);
+    // One lease for the whole push: sending no static delta, it regenerates the summary
+    // without rebuilding the delta indexes (which would take a lease of its own).
+    assert_eq!(lease_starts() - leases, 1);
     // Only the old commit's presence is checked (its manifest is trusted).
     assert!(moto.count("HEAD", "inc/objects/") - heads <= 2);
     real_pull_matches(&real, &o, dir.path(), &moto.http("inc"), &local, &v2);
