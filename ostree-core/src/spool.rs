@@ -17,15 +17,35 @@ impl Spool {
     /// Create a new empty spool file in `dir`, named after `prefix`, this process and a
     /// counter; returns it with the file open for writing.
     pub(crate) fn create(dir: &Path, prefix: &str) -> Result<(Spool, File)> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{prefix}-{}-{n}", std::process::id()));
+        let path = Self::new_path(dir, prefix);
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io_path("creating spool file", &path, e))?;
         Ok((Spool(path), f))
+    }
+
+    /// A new file in `dir`, open for reading and writing and already unlinked: it goes with
+    /// its last handle, whatever happens to this process.
+    pub(crate) fn unlinked(dir: &Path, prefix: &str) -> Result<File> {
+        let path = Self::new_path(dir, prefix);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io_path("creating spool file", &path, e))?;
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io_path("unlinking spool file", &path, e))?;
+        Ok(f)
+    }
+
+    /// `dir/.PREFIX-PID-N`, N from a process-wide counter.
+    fn new_path(dir: &Path, prefix: &str) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!(".{prefix}-{}-{n}", std::process::id()))
     }
 
     /// Where the file is.

@@ -318,16 +318,7 @@ fn spool_file(size: u64, spool_dir: &Path) -> Result<std::fs::File> {
     {
         return Ok(std::fs::File::from(fd));
     }
-    let (spool, f) = crate::spool::Spool::create(spool_dir, "deltapart")?;
-    drop(f);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(spool.path())
-        .map_err(|e| Error::io_path("opening spool file", spool.path(), e))?;
-    // The open handle is all that is needed from now on.
-    drop(spool);
-    Ok(file)
+    crate::spool::Spool::unlinked(spool_dir, "deltapart")
 }
 
 /// Decompress a part's xz stream `body` into a spool file (see [`spool_file`]); its tables

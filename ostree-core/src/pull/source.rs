@@ -145,19 +145,11 @@ impl SpillSink {
     /// with the last handle, whatever happens to this process).
     fn spill(&mut self) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        let (spool, f) = crate::spool::Spool::create(&self.dir, "body")?;
+        let f = crate::spool::Spool::unlinked(&self.dir, "body")?;
         f.write_all_at(&self.mem, 0)
-            .map_err(|e| Error::io_path("writing", spool.path(), e))?;
-        // Unlinked now (the spool's drop); the open handle keeps the data.
-        let reopened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(spool.path())
-            .map_err(|e| Error::io_path("opening", spool.path(), e))?;
-        drop(f);
-        drop(spool);
+            .map_err(|e| Error::io_path("writing a spilled body in", &self.dir, e))?;
         self.mem = BytesMut::new();
-        self.file = Some(reopened);
+        self.file = Some(f);
         Ok(())
     }
 
