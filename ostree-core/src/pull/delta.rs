@@ -364,15 +364,16 @@ async fn fetch_part(
     h: &PartHeader,
 ) -> Result<(RawPart, Option<std::path::PathBuf>)> {
     let store = job.engine.repo.store();
+    let path = job.superblock.name().part_path(i);
+    let missing = || Error::not_found(format!("Server returned HTTP 404 for {path}"));
+    job.engine
+        .counters
+        .requested_meta
+        .fetch_add(1, Ordering::Relaxed);
     if let Some(root) = store.local_root() {
         let file = root.join(partial_path(h));
-        let path = job.superblock.name().part_path(i);
         let mut sink = FileSink::open(&file, h.size)?;
         let mut resumed = !sink.is_empty();
-        job.engine
-            .counters
-            .requested_meta
-            .fetch_add(1, Ordering::Relaxed);
         loop {
             match job
                 .source
@@ -401,15 +402,10 @@ async fn fetch_part(
                     }
                     return Ok((RawPart::File(f), Some(p)));
                 }
-                None => {
-                    return Err(Error::not_found(format!(
-                        "Server returned HTTP 404 for {path}"
-                    )));
-                }
+                None => return Err(missing()),
             }
         }
     }
-    let path = job.superblock.name().part_path(i);
     let keep = partial_path(h);
     let mut buf = BytesMut::new();
     let mut resumed = false;
@@ -419,10 +415,6 @@ async fn fetch_part(
         buf.extend_from_slice(&b);
         resumed = !buf.is_empty();
     }
-    job.engine
-        .counters
-        .requested_meta
-        .fetch_add(1, Ordering::Relaxed);
     loop {
         match job
             .source
@@ -441,11 +433,7 @@ async fn fetch_part(
                 }
                 return Ok((RawPart::Bytes(data), None));
             }
-            Ok(None) => {
-                return Err(Error::not_found(format!(
-                    "Server returned HTTP 404 for {path}"
-                )));
-            }
+            Ok(None) => return Err(missing()),
             Err(e) => {
                 if !buf.is_empty() {
                     // Keep what arrived for the next pull; failing to keep it only costs
