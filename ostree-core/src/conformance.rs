@@ -136,6 +136,7 @@ macro_rules! conformance_tests {
             delete_objects,
             list_objects,
             has_many_order,
+            put_many_batch,
             content_regular,
             content_empty,
             content_executable,
@@ -666,6 +667,38 @@ pub async fn has_many_order(store: &dyn ObjectStore) {
     want.push(false);
     let got = must(store.has_many(&keys).await, "has_many");
     assert_eq!(got, want, "has_many answers differ from what was put");
+}
+
+/// [`ObjectStore::put_many`] stores every object of a batch (content and metadata mixed,
+/// one of them twice), each as `put` would.
+pub async fn put_many_batch(store: &dyn ObjectStore) {
+    must(store.put_many(Vec::new()).await, "put_many of nothing");
+    let mut items = Vec::new();
+    let mut contents = Vec::new();
+    for i in 0..10u32 {
+        let meta = regular(0o644 | (i % 2) * 0o111);
+        let data = format!("batched file {i}\n").repeat(i as usize * 50 + 1);
+        let key = content_key(&meta, data.as_bytes());
+        items.push((key, content_write(&meta, data.as_bytes())));
+        contents.push((key, meta, data));
+    }
+    let tree = DirTree {
+        files: vec![("batched".into(), csum(7))],
+        dirs: vec![],
+    };
+    let tkey = ObjectKey::new(tree.checksum(), ObjectType::DirTree);
+    items.push((tkey, ObjectWrite::Meta(tree.to_bytes().into())));
+    let (k0, m0, d0) = &contents[0];
+    items.push((*k0, content_write(m0, d0.as_bytes())));
+    must(store.put_many(items).await, "put_many");
+    for (key, meta, data) in &contents {
+        check_content(store, key, meta, data.as_bytes(), "put_many").await;
+    }
+    let got = must(store.get(&tkey).await, "get of a batched dirtree");
+    assert!(
+        matches!(&got, ObjectRead::Meta(b) if b[..] == tree.to_bytes()[..]),
+        "put_many: the dirtree differs"
+    );
 }
 
 /// A regular file's content and metadata round-trip.

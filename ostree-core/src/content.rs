@@ -104,10 +104,112 @@ pub fn read_archived<R: Read + Send + 'static>(
     Ok((meta, size, Box::new(reader)))
 }
 
+/// Inflate an archive object held whole in memory, in one call: its metadata and exactly the
+/// `size` bytes its header gives. `Ok(None)` when that size is over `max_size` (stream it with
+/// [`read_archived`] instead). Errors are those of [`read_archived`]'s reader: a stream that
+/// ends early is truncated, one that yields more is too long, a bad one is corrupted.
+///
+/// ```
+/// use ostree_core::content::{archived_bytes, inflate_archived};
+/// use ostree_core::objects::{FileMeta, S_IFREG};
+/// let meta = FileMeta { mode: S_IFREG | 0o644, ..Default::default() };
+/// let filez = archived_bytes(&meta, b"hello").unwrap();
+/// let (m, body) = inflate_archived(&filez, 1 << 20).unwrap().unwrap();
+/// assert_eq!((m.mode, &body[..]), (S_IFREG | 0o644, &b"hello"[..]));
+/// assert!(inflate_archived(&filez, 4).unwrap().is_none());
+/// ```
+pub fn inflate_archived(data: &[u8], max_size: u64) -> Result<Option<(FileMeta, Vec<u8>)>> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    // Inflate states (a 32 KiB window and tables each) are reused across objects.
+    static STATES: crate::pool::Pool<Decompress> = crate::pool::Pool::new(8);
+    let mut rest = data;
+    let hdr = read_lenprefixed_header(&mut rest)?;
+    let (meta, size, _) = FileMeta::parse_archive_header(&hdr)?;
+    if meta.is_symlink() {
+        if size != 0 {
+            return Err(Error::corrupted("archive symlink object with a size"));
+        }
+        return Ok(Some((meta, Vec::new())));
+    }
+    if size > max_size {
+        return Ok(None);
+    }
+    let size = usize::try_from(size)
+        .map_err(|_| Error::corrupted("archive object size does not fit in memory"))?;
+    let mut z = match STATES.take() {
+        Some(mut z) => {
+            z.reset(false);
+            z
+        }
+        None => Decompress::new(false),
+    };
+    // One byte of room past `size`: a stream with more content fills it.
+    let mut out = Vec::with_capacity(size + 1);
+    let res = z.decompress_vec(rest, &mut out, FlushDecompress::Finish);
+    STATES.give(z);
+    let status = res.map_err(|e| Error::corrupted(format!("corrupt deflate stream: {e}")))?;
+    if out.len() > size {
+        return Err(Error::corrupted(
+            "archive object has more content than its header says",
+        ));
+    }
+    if out.len() < size || status != Status::StreamEnd {
+        return Err(Error::corrupted("archive object content is truncated"));
+    }
+    Ok(Some((meta, out)))
+}
+
+/// Open an archive object stored as a local file: one under `max_inline` bytes (and whose
+/// content is at most 16 times that) is read and inflated in one piece into
+/// [`ContentBody::Bytes`](crate::store::ContentBody::Bytes); a larger one is streamed.
+pub fn open_archived_file(
+    mut f: std::fs::File,
+    max_inline: u64,
+) -> Result<crate::store::ContentRead> {
+    use crate::store::{ContentBody, ContentRead};
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("stat of an archive object", e))?
+        .len();
+    if len <= max_inline {
+        let mut data = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut data)
+            .map_err(|e| Error::io("reading an archive object", e))?;
+        if let Some((meta, body)) = inflate_archived(&data, max_inline.saturating_mul(16))? {
+            return Ok(ContentRead {
+                meta,
+                size: body.len() as u64,
+                body: if body.is_empty() {
+                    ContentBody::Empty
+                } else {
+                    ContentBody::Bytes(body.into())
+                },
+            });
+        }
+        let (meta, size, reader) = read_archived(io::Cursor::new(data))?;
+        return Ok(ContentRead {
+            meta,
+            size,
+            body: ContentBody::Reader(reader),
+        });
+    }
+    let (meta, size, reader) = read_archived(io::BufReader::with_capacity(64 * 1024, f))?;
+    Ok(ContentRead {
+        meta,
+        size,
+        body: ContentBody::Reader(reader),
+    })
+}
+
 /// Verify that `.filez` bytes decode and hash to `expected`.
 pub fn verify_archived(expected: &Checksum, data: &[u8]) -> Result<()> {
-    let (meta, _size, reader) = read_archived(io::Cursor::new(data.to_vec()))?;
-    let actual = content_checksum(&meta, reader)?;
+    let actual = match inflate_archived(data, 64 << 20)? {
+        Some((meta, body)) => content_checksum(&meta, &body[..])?,
+        None => {
+            let (meta, _size, reader) = read_archived(io::Cursor::new(data.to_vec()))?;
+            content_checksum(&meta, reader)?
+        }
+    };
     check(ObjectType::File, expected, &actual)
 }
 
@@ -164,6 +266,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(archived_bytes(&link, b"").unwrap().len(), 46);
+    }
+
+    #[test]
+    fn inflate_whole_agrees_with_the_stream() {
+        let meta = FileMeta {
+            mode: S_IFREG | 0o644,
+            ..Default::default()
+        };
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let data = archived_bytes(&meta, &body).unwrap();
+        let (m, got) = inflate_archived(&data, 1 << 20).unwrap().unwrap();
+        assert_eq!((m, got), (meta.clone(), body.clone()));
+        // Over the limit: left to the stream.
+        assert!(inflate_archived(&data, 1000).unwrap().is_none());
+        // A header that promises less, or more, than the stream holds.
+        let short = archived_bytes(&meta, &body[..99_999]).unwrap();
+        let mut longer = meta.archive_header(99_999);
+        longer.extend_from_slice(&data[meta.archive_header(100_000).len()..]);
+        let e = inflate_archived(&longer, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("more content"), "{e}");
+        let mut shorter = meta.archive_header(100_000);
+        shorter.extend_from_slice(&short[meta.archive_header(99_999).len()..]);
+        let e = inflate_archived(&shorter, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        // Cut short, and garbled.
+        let e = inflate_archived(&data[..data.len() / 2], 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let mut bad = data.clone();
+        let at = meta.archive_header(100_000).len();
+        bad[at] = 0xff;
+        assert!(inflate_archived(&bad, 1 << 20).is_err());
     }
 
     #[test]

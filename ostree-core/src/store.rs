@@ -335,6 +335,16 @@ pub trait ObjectStore: Debug + Display + Send + Sync + 'static {
     /// Store an object (atomic, idempotent). Core has verified it.
     async fn put(&self, key: &ObjectKey, data: ObjectWrite) -> Result<()>;
 
+    /// Store several objects, as [`ObjectStore::put`] of each in turn (stopping at the first
+    /// error; those before it stay stored). A local store does them in one trip through its
+    /// blocking pool: a batch of small objects costs one thread hand-off instead of one each.
+    async fn put_many(&self, items: Vec<(ObjectKey, ObjectWrite)>) -> Result<()> {
+        for (key, data) in items {
+            self.put(&key, data).await?;
+        }
+        Ok(())
+    }
+
     /// Store a content object by taking over the local regular file `path` instead of copying
     /// it (`commit --consume`; ostree's `adopt_and_commit_regfile`): a local store may rename
     /// it into place, keeping its inode. The caller guarantees that the file's content hashes

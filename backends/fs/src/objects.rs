@@ -553,11 +553,32 @@ impl Inner {
                         return Ok(());
                     }
                 }
-                let mut w = f;
-                let n = io::copy(&mut (&input).take(remaining + 1), &mut w)
-                    .map_err(|e| io_err(ctx("write"), e))?;
-                if n != remaining {
-                    return Err(changed(size, size - remaining + n));
+                // sendfile, asking for one byte more than expected (a file that grew is an
+                // error): std's io::copy would first try copy_file_range again for each file.
+                let mut copied = 0u64;
+                loop {
+                    let want = (remaining + 1 - copied).min(1 << 30) as usize;
+                    match rustix::fs::sendfile(f, &input, None, want) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            copied += n as u64;
+                            // Short of what was asked: the end of the file.
+                            if n < want || copied > remaining {
+                                break;
+                            }
+                        }
+                        Err(Errno::INTR) => {}
+                        Err(e) if copied == 0 && util::is_unsupported(e) => {
+                            let mut w = f;
+                            copied = io::copy(&mut (&input).take(remaining + 1), &mut w)
+                                .map_err(|e| io_err(ctx("write"), e))?;
+                            break;
+                        }
+                        Err(e) => return Err(io_err(ctx("sendfile"), e)),
+                    }
+                }
+                if copied != remaining {
+                    return Err(changed(size, size - remaining + copied));
                 }
                 Ok(())
             }

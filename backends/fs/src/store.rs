@@ -1008,6 +1008,16 @@ impl ObjectStore for FsStore {
         blocking(move || inner.put_blocking(&key, data)).await
     }
 
+    async fn put_many(&self, items: Vec<(ObjectKey, ObjectWrite)>) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            items
+                .into_iter()
+                .try_for_each(|(key, data)| inner.put_blocking(&key, data))
+        })
+        .await
+    }
+
     async fn adopt(&self, key: &ObjectKey, meta: &FileMeta, path: &Path) -> Result<bool> {
         let inner = self.inner.clone();
         let (key, meta, path) = (*key, meta.clone(), path.to_path_buf());

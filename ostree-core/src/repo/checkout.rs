@@ -779,8 +779,7 @@ impl Ctx {
                 let size = content.size;
                 let res = (|| -> Result<()> {
                     let mut f = std::fs::File::from(fd);
-                    let mut reader = content.body.into_reader();
-                    let n = copy_large(&mut reader, &mut f, size)
+                    let n = write_body(content.body, &mut f, size)
                         .map_err(|e| Error::io(format!("Unpacking loose object {csum}"), e))?;
                     if n != size {
                         return Err(Error::corrupted(format!(
@@ -1136,14 +1135,15 @@ impl Ctx {
         {
             match std::fs::File::open(&p) {
                 Ok(f) => {
-                    let (meta, size, reader) = crate::content::read_archived(
-                        std::io::BufReader::with_capacity(64 * 1024, f),
-                    )?;
-                    return Ok(crate::store::ContentRead {
-                        meta,
-                        size,
-                        body: crate::store::ContentBody::Reader(reader),
-                    });
+                    return crate::content::open_archived_file(f, INFLATE_WHOLE).map_err(
+                        |e| match e {
+                            Error::Corrupted(e) => Error::Corrupted(format!(
+                                "Unpacking loose object {}: {e}",
+                                key.checksum
+                            )),
+                            e => e,
+                        },
+                    );
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io_path("Opening content object", &p, e)),
@@ -1255,8 +1255,7 @@ impl Ctx {
         };
         let res = (|| -> Result<()> {
             let mut f = std::fs::File::from(fd);
-            let mut reader = content.body.into_reader();
-            let n = copy_large(&mut reader, &mut f, content.size)
+            let n = write_body(content.body, &mut f, content.size)
                 .map_err(|e| Error::io(format!("writing {what}"), e))?;
             if n != content.size {
                 return Err(Error::corrupted(format!(
@@ -1345,6 +1344,26 @@ impl Ctx {
 /// Copy with a buffer of up to 256 KiB (std's copy uses 8 KiB, which means many small writes
 /// when the source is an inflating reader), sized to the `expected` length: a zeroed 256 KiB
 /// buffer per small file (an /etc of a thousand files) cost more than the copies.
+/// Archive objects up to this size (compressed) are read and inflated in one piece.
+const INFLATE_WHOLE: u64 = 1 << 20;
+
+/// Write a content body to `w`: in one call when it is in memory, else through
+/// [`copy_large`]. Returns the number of bytes written.
+fn write_body(
+    body: crate::store::ContentBody,
+    w: &mut std::fs::File,
+    expected: u64,
+) -> std::io::Result<u64> {
+    use std::io::Write;
+    match body {
+        crate::store::ContentBody::Bytes(b) => {
+            w.write_all(&b)?;
+            Ok(b.len() as u64)
+        }
+        body => copy_large(&mut body.into_reader(), w, expected),
+    }
+}
+
 fn copy_large(
     r: &mut dyn std::io::Read,
     w: &mut std::fs::File,

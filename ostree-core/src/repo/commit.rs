@@ -861,52 +861,82 @@ impl Repo {
                     _ => false,
                 }
         };
-        let writes = futures::stream::iter(missing.into_iter().map(|i| {
+        // Small objects go to the store in batches (one blocking-pool trip each for a local
+        // store, see `ObjectStore::put_many`): up to 64 objects or 4 MiB of content a batch.
+        const BATCH_OBJECTS: usize = 64;
+        const BATCH_BYTES: u64 = 4 << 20;
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for i in missing {
+            let size = if i < njobs { jobs[i].size } else { 0 };
+            match batches.last_mut() {
+                Some(b) if b.len() < BATCH_OBJECTS && batch_bytes + size <= BATCH_BYTES => {
+                    b.push(i);
+                    batch_bytes += size;
+                }
+                _ => {
+                    batches.push(vec![i]);
+                    batch_bytes = size;
+                }
+            }
+        }
+        let writes = futures::stream::iter(batches.into_iter().map(|batch| {
             let store = store.clone();
-            let key = keys[i];
             let jobs = jobs.clone();
-            let symlink = if i >= njobs {
-                Some(symlinks[i - njobs].1.clone())
-            } else {
-                None
-            };
             let progress = progress.clone();
+            let items: Vec<(usize, ObjectKey, Option<FileMeta>)> = batch
+                .into_iter()
+                .map(|i| {
+                    let symlink = (i >= njobs).then(|| symlinks[i - njobs].1.clone());
+                    (i, keys[i], symlink)
+                })
+                .collect();
             async move {
-                let (w, size) = match symlink {
-                    Some(meta) => (
-                        ObjectWrite::Content {
-                            meta,
-                            size: 0,
-                            source: ContentSource::Bytes(Bytes::new()),
-                        },
-                        0,
-                    ),
-                    None => {
-                        let j = &jobs[i];
-                        // --consume: take the file over instead of copying it (ostree's
-                        // adopt_and_commit_regfile), where the repository's mode keeps what
-                        // was checksummed: bare with the file's own metadata, bare-user-only.
-                        if adopt_ok(j) && store.adopt(&key, &j.meta, &j.path).await? {
-                            progress.inc(1);
-                            return Ok::<u64, Error>(j.size);
+                let mut puts = Vec::with_capacity(items.len());
+                let mut done = Vec::with_capacity(items.len());
+                for (i, key, symlink) in items {
+                    let w = match symlink {
+                        Some(meta) => {
+                            done.push(0);
+                            ObjectWrite::Content {
+                                meta,
+                                size: 0,
+                                source: ContentSource::Bytes(Bytes::new()),
+                            }
                         }
-                        (
+                        None => {
+                            let j = &jobs[i];
+                            done.push(j.size);
+                            // --consume: take the file over instead of copying it (ostree's
+                            // adopt_and_commit_regfile), where the repository's mode keeps
+                            // what was checksummed: bare with the file's own metadata,
+                            // bare-user-only.
+                            if adopt_ok(j) && store.adopt(&key, &j.meta, &j.path).await? {
+                                progress.inc(1);
+                                continue;
+                            }
                             ObjectWrite::Content {
                                 meta: j.meta.clone(),
                                 size: j.size,
                                 source: ContentSource::Path(j.path.clone()),
-                            },
-                            j.size,
-                        )
-                    }
-                };
-                store.put(&key, w).await?;
-                progress.inc(1);
-                Ok::<u64, Error>(size)
+                            }
+                        }
+                    };
+                    puts.push((key, w));
+                }
+                let n = puts.len() as u64;
+                store.put_many(puts).await?;
+                progress.inc(n);
+                Ok::<Vec<u64>, Error>(done)
             }
         }))
         .buffer_unordered(write_concurrency());
-        let written: Vec<u64> = writes.try_collect().await?;
+        let written: Vec<u64> = writes
+            .try_collect::<Vec<Vec<u64>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         stats.content_objects_written += written.len() as u64;
         stats.content_bytes_written += written.iter().sum::<u64>();
 

@@ -112,19 +112,15 @@ impl Repo {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
                     Err(e) => return Some(Err(Error::io_path("Opening content object", &p, e))),
                 };
-                Some(
-                    crate::content::read_archived(std::io::BufReader::with_capacity(64 * 1024, f))
-                        .and_then(|(meta, size, reader)| {
-                            verify_object(
-                                &key,
-                                ObjectRead::Content(crate::store::ContentRead {
-                                    meta,
-                                    size,
-                                    body: crate::store::ContentBody::Reader(reader),
-                                }),
-                            )
-                        }),
-                )
+                Some(match crate::content::open_archived_file(f, 1 << 20) {
+                    Ok(content) => verify_object(&key, ObjectRead::Content(content)),
+                    // Inflated whole on open: name the object as a failed read would.
+                    Err(Error::Corrupted(e)) => Err(Error::Corrupted(format!(
+                        "fsck content object {}: reading content: {e}",
+                        key.checksum
+                    ))),
+                    Err(e) => Err(e),
+                })
             })
             .await
             .map_err(|e| Error::Other(format!("fsck worker failed: {e}")))?;
