@@ -676,7 +676,7 @@ pub async fn put_many_batch(store: &dyn ObjectStore) {
     let mut items = Vec::new();
     let mut contents = Vec::new();
     for i in 0..10u32 {
-        let meta = regular(0o644 | (i % 2) * 0o111);
+        let meta = regular(0o644 | ((i % 2) * 0o111));
         let data = format!("batched file {i}\n").repeat(i as usize * 50 + 1);
         let key = content_key(&meta, data.as_bytes());
         items.push((key, content_write(&meta, data.as_bytes())));
