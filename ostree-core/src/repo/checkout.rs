@@ -162,11 +162,14 @@ struct Ctx {
 type Deferred = Vec<(String, Vec<(String, Checksum)>)>;
 
 /// A checkout's use of the uncompressed-objects cache. Files found there are hardlinked at
-/// once. Missing entries are inflated into a private staging directory (`tmp/ucache-*`)
-/// and their checkout files deferred; once every file went through, the staging directory is
-/// made durable with one `syncfs` (when fsync is on: ostree fsyncs each new entry instead),
-/// then each entry is renamed into the cache (never replacing one) and hardlinked into the
-/// checkout. A crash thus never leaves an entry with missing bytes under its final name.
+/// once. A missing entry is inflated straight into the checkout when nothing can be there
+/// already (no union mode) and no other file of this checkout has the same content; other
+/// misses are inflated into a private staging directory (`tmp/ucache-*`) and their checkout
+/// files deferred. Once every file went through, the repository's filesystem is made durable
+/// with one `syncfs` (when fsync is on: ostree fsyncs each new entry instead); then the files
+/// inflated in place are hardlinked into the cache, and each staged entry is renamed into it
+/// (never replacing one) and hardlinked into the checkout. A crash thus never leaves an entry
+/// with missing bytes under its final name.
 struct UcState {
     cache: UncompressedCache,
     /// The open cache directory (opened at the start if it exists, else made for the first
@@ -180,6 +183,10 @@ struct UcState {
     /// This checkout's staging directory (made on the first miss) and its name under `tmp/`.
     staging: Mutex<Option<Arc<(OwnedFd, String)>>>,
     deferred: Mutex<Deferred>,
+    /// Contents inflated in place by this checkout (the first file of each).
+    claimed: Mutex<std::collections::HashSet<Checksum>>,
+    /// The files inflated in place, to link into the cache once durable.
+    originals: Mutex<Deferred>,
 }
 
 impl UcState {
@@ -228,9 +235,30 @@ impl UcState {
         Ok(s)
     }
 
+    /// The staging directory, if a miss made it.
+    fn staging_if_made(&self) -> Option<Arc<(OwnedFd, String)>> {
+        self.staging.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// True for the first file of content `csum` in this checkout.
+    fn claim(&self, csum: Checksum) -> Result<bool> {
+        Ok(self
+            .claimed
+            .lock()
+            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?
+            .insert(csum))
+    }
+
     fn defer(&self, rel: &str, name: &str, csum: Checksum) -> Result<()> {
-        let mut g = self
-            .deferred
+        Self::push(&self.deferred, rel, name, csum)
+    }
+
+    fn defer_original(&self, rel: &str, name: &str, csum: Checksum) -> Result<()> {
+        Self::push(&self.originals, rel, name, csum)
+    }
+
+    fn push(list: &Mutex<Deferred>, rel: &str, name: &str, csum: Checksum) -> Result<()> {
+        let mut g = list
             .lock()
             .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?;
         match g.last_mut() {
@@ -240,11 +268,14 @@ impl UcState {
         Ok(())
     }
 
-    fn take_deferred(&self) -> Deferred {
-        self.deferred
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default()
+    /// The deferred files and the files inflated in place.
+    fn take_deferred(&self) -> (Deferred, Deferred) {
+        let take = |list: &Mutex<Deferred>| {
+            list.lock()
+                .map(|mut g| std::mem::take(&mut *g))
+                .unwrap_or_default()
+        };
+        (take(&self.deferred), take(&self.originals))
     }
 }
 
@@ -393,6 +424,8 @@ impl Repo {
                     fanout: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
                     staging: Mutex::new(None),
                     deferred: Mutex::new(Vec::new()),
+                    claimed: Mutex::new(Default::default()),
+                    originals: Mutex::new(Vec::new()),
                 })
             }
             _ => None,
@@ -617,13 +650,14 @@ impl Repo {
 }
 
 /// The second half of a checkout through the uncompressed-objects cache (see [`UcState`]):
-/// make the staged entries durable, move them into the cache and link their files.
+/// make the new files durable, link those inflated in place into the cache, then move the
+/// staged entries into it and link their files.
 async fn place_deferred(ctx: &Arc<Ctx>) -> Result<()> {
     let Some(uc) = &ctx.ucache else {
         return Ok(());
     };
-    let deferred = uc.take_deferred();
-    if deferred.is_empty() {
+    let (deferred, originals) = uc.take_deferred();
+    if deferred.is_empty() && originals.is_empty() {
         return Ok(());
     }
     let c = ctx.clone();
@@ -631,16 +665,32 @@ async fn place_deferred(ctx: &Arc<Ctx>) -> Result<()> {
         let Some(uc) = &c.ucache else {
             return Err(Error::Other("uncompressed cache state vanished".into()));
         };
-        let staging = uc.staging()?;
+        let cdir = uc.create_dir()?;
         if uc.fsync {
-            rustix::fs::syncfs(&staging.0).ctx(|| "syncfs (uncompressed cache)".to_string())?;
+            rustix::fs::syncfs(&*cdir).ctx(|| "syncfs (uncompressed cache)".to_string())?;
         }
-        Ok((uc.create_dir()?, staging))
+        // Files inflated in place on another filesystem than the repository's.
+        if c.opts.fsync {
+            rustix::fs::syncfs(&c.root).ctx(|| "syncfs (checkout)".to_string())?;
+        }
+        Ok((cdir, uc.staging_if_made()))
     })
     .await
     .map_err(|e| Error::Other(format!("checkout worker failed: {e}")))??;
+    let cd = cdir.clone();
+    for_each_file(ctx, originals, move |ctx, dfd, _rel, name, csum| {
+        ctx.cache_original(&cd, dfd, name, csum)
+    })
+    .await?;
     for_each_file(ctx, deferred, move |ctx, dfd, rel, name, csum| {
-        ctx.place_one(&cdir, &staging.0, dfd, rel, name, csum)
+        ctx.place_one(
+            &cdir,
+            staging.as_deref().map(|s| &s.0),
+            dfd,
+            rel,
+            name,
+            csum,
+        )
     })
     .await
 }
@@ -695,19 +745,8 @@ where
 }
 
 impl Ctx {
-    /// Move the staged entry of `csum` into the cache (unless one is there already) and link
-    /// dfd/name to it.
-    fn place_one(
-        &self,
-        cdir: &OwnedFd,
-        staging: &OwnedFd,
-        dfd: &OwnedFd,
-        rel: &str,
-        name: &str,
-        csum: &Checksum,
-    ) -> Result<()> {
-        let entry = UncompressedCache::entry_name(csum);
-        let staged = format!("{csum}.file");
+    /// Make sure the cache's fan-out directory of `csum` exists.
+    fn fanout(&self, cdir: &OwnedFd, csum: &Checksum) -> Result<()> {
         if let Some(uc) = &self.ucache {
             let known = &uc.fanout[csum.0[0] as usize];
             if !known.load(std::sync::atomic::Ordering::Relaxed) {
@@ -715,19 +754,62 @@ impl Ctx {
                 known.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        match rustix::fs::renameat_with(
-            staging,
-            staged.as_str(),
-            cdir,
-            entry.as_str(),
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            // NOENT: another file of this checkout with the same content moved it already.
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(Errno::EXIST) => {
-                let _ = rustix::fs::unlinkat(staging, staged.as_str(), AtFlags::empty());
+        Ok(())
+    }
+
+    /// Link dfd/name, inflated in place, into the cache as the entry of `csum`. An entry there
+    /// already (another checkout's) is kept; where no link can be made (another filesystem,
+    /// link count limit) the cache just stays without it.
+    fn cache_original(
+        &self,
+        cdir: &OwnedFd,
+        dfd: &OwnedFd,
+        name: &str,
+        csum: &Checksum,
+    ) -> Result<()> {
+        self.fanout(cdir, csum)?;
+        let entry = UncompressedCache::entry_name(csum);
+        match rustix::fs::linkat(dfd, name, cdir, entry.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::EXIST | Errno::XDEV | Errno::MLINK | Errno::PERM) => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("Unpacking loose object {csum}: linking into the cache"),
+                e.into(),
+            )),
+        }
+    }
+
+    /// Move the staged entry of `csum` (if any) into the cache (unless one is there already)
+    /// and link dfd/name to it.
+    fn place_one(
+        &self,
+        cdir: &OwnedFd,
+        staging: Option<&OwnedFd>,
+        dfd: &OwnedFd,
+        rel: &str,
+        name: &str,
+        csum: &Checksum,
+    ) -> Result<()> {
+        let entry = UncompressedCache::entry_name(csum);
+        let staged = format!("{csum}.file");
+        self.fanout(cdir, csum)?;
+        match staging.map(|staging| {
+            rustix::fs::renameat_with(
+                staging,
+                staged.as_str(),
+                cdir,
+                entry.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+        }) {
+            // NOENT: another file of this checkout with the same content moved it already
+            // (or it was inflated in place and linked into the cache).
+            None | Some(Ok(()) | Err(Errno::NOENT)) => {}
+            Some(Err(Errno::EXIST)) => {
+                if let Some(staging) = staging {
+                    let _ = rustix::fs::unlinkat(staging, staged.as_str(), AtFlags::empty());
+                }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 return Err(Error::io(
                     format!("Unpacking loose object {csum}: renaming into the cache"),
                     e.into(),
@@ -735,7 +817,7 @@ impl Ctx {
             }
         }
         let key = ObjectKey::new(*csum, ObjectType::File);
-        match self.link(cdir.as_fd(), Path::new(&entry), dfd, rel, name, &key, false)? {
+        match self.link(cdir.as_fd(), Path::new(&entry), dfd, rel, name, &key, true)? {
             Link::Done => Ok(()),
             _ => self.copy(dfd, rel, name, &key),
         }
@@ -766,30 +848,43 @@ impl Ctx {
         if m.is_symlink() || content.size == 0 || m.mode & 0o400 == 0 {
             return self.copy_content(dfd, rel, name, key, content);
         }
+        let create =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        if self.opts.overwrite == OverwriteMode::None && uc.claim(csum)? {
+            // Inflated in place; linked into the cache once durable (see `UcState`).
+            let fd = match rustix::fs::openat(dfd, name, create, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => {
+                    return Err(Error::io(
+                        format!("Copy checkout of {csum} to {name}"),
+                        std::io::Error::from_raw_os_error(libc::EEXIST),
+                    ));
+                }
+                Err(e) => {
+                    return Err(Error::io(format!("creating {}", join(rel, name)), e.into()));
+                }
+            };
+            if let Err(e) = write_cache_entry(fd, content, key) {
+                let _ = rustix::fs::unlinkat(dfd, name, AtFlags::empty());
+                return Err(e);
+            }
+            return uc.defer_original(rel, name, csum);
+        }
+        if self.opts.overwrite == OverwriteMode::None {
+            // The same content as a file of this checkout inflated in place: linked to its
+            // entry once that is cached. (In a union mode every miss is staged.)
+            return uc.defer(rel, name, csum);
+        }
         let staging = uc.staging()?;
         let staged = format!("{csum}.file");
         match rustix::fs::openat(
             &staging.0,
             staged.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            create,
             Mode::from_raw_mode(0o600),
         ) {
             Ok(fd) => {
-                let mode = content.meta.mode & 0o7777 & !0o6000;
-                let size = content.size;
-                let res = (|| -> Result<()> {
-                    let mut f = std::fs::File::from(fd);
-                    let n = write_body(content.body, &mut f, size)
-                        .map_err(|e| Error::io(format!("Unpacking loose object {csum}"), e))?;
-                    if n != size {
-                        return Err(Error::corrupted(format!(
-                            "object {key} has {n} bytes, expected {size}"
-                        )));
-                    }
-                    rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
-                        .ctx(|| format!("Unpacking loose object {csum}: fchmod"))
-                })();
-                if let Err(e) = res {
+                if let Err(e) = write_cache_entry(fd, content, key) {
                     let _ = rustix::fs::unlinkat(&staging.0, staged.as_str(), AtFlags::empty());
                     return Err(e);
                 }
@@ -1344,6 +1439,28 @@ impl Ctx {
 /// Copy with a buffer of up to 256 KiB (std's copy uses 8 KiB, which means many small writes
 /// when the source is an inflating reader), sized to the `expected` length: a zeroed 256 KiB
 /// buffer per small file (an /etc of a thousand files) cost more than the copies.
+/// Write the content of a new cache entry (or of a checkout file about to become one) into
+/// `fd` and give it the entry's mode: the object's permission bits without setuid/setgid.
+fn write_cache_entry(
+    fd: OwnedFd,
+    content: crate::store::ContentRead,
+    key: &ObjectKey,
+) -> Result<()> {
+    let csum = key.checksum;
+    let mode = content.meta.mode & 0o7777 & !0o6000;
+    let size = content.size;
+    let mut f = std::fs::File::from(fd);
+    let n = write_body(content.body, &mut f, size)
+        .map_err(|e| Error::io(format!("Unpacking loose object {csum}"), e))?;
+    if n != size {
+        return Err(Error::corrupted(format!(
+            "object {key} has {n} bytes, expected {size}"
+        )));
+    }
+    rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+        .ctx(|| format!("Unpacking loose object {csum}: fchmod"))
+}
+
 /// Archive objects up to this size (compressed) are read and inflated in one piece.
 const INFLATE_WHOLE: u64 = 1 << 20;
 

@@ -186,3 +186,48 @@ fn prune_drops_cache_entries_of_deleted_objects() {
         Compare::ALL,
     );
 }
+
+/// A checkout onto another filesystem than the repository's (a tmpfs under /dev/shm for the
+/// repository): files are inflated in place there, the cache cannot link them and the tree
+/// still equals the real ostree's checkout; a second checkout next to the repository, which
+/// can use the cache, does.
+#[test]
+fn archive_checkout_onto_another_filesystem() {
+    let Some((ours, real)) = both() else { return };
+    let shm = tempfile::Builder::new()
+        .prefix("ucache-xdev-")
+        .tempdir_in("/dev/shm")
+        .expect("scratch dir in /dev/shm");
+    let tmp = scratch("ucache-xdev-");
+    let t = tmp.path();
+    let src = t.join("src");
+    make_rich_tree(&src, 2, false);
+    let repo = shm.path().join("repo");
+    real.init(&repo, "archive");
+    let tree = format!("--tree=dir={}", path_str(&src));
+    real.ok(&repo, &["commit", "-b", "main", &tree]);
+    co(
+        &real,
+        &repo,
+        &["--disable-cache"],
+        "main",
+        &t.join("co-real"),
+    );
+    co(&ours, &repo, &[], "main", &t.join("co-ours"));
+    assert_same_tree(
+        "ours, onto another filesystem",
+        &t.join("co-ours"),
+        "real",
+        &t.join("co-real"),
+        Compare::ALL,
+    );
+    co(&ours, &repo, &[], "main", &shm.path().join("co-near"));
+    assert_same_tree(
+        "ours, next to the repository",
+        &shm.path().join("co-near"),
+        "real",
+        &t.join("co-real"),
+        Compare::ALL,
+    );
+    real.fsck_clean(&repo);
+}
