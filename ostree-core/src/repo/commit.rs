@@ -861,16 +861,19 @@ impl Repo {
                     _ => false,
                 }
         };
-        // Small objects go to the store in batches (one blocking-pool trip each for a local
-        // store, see `ObjectStore::put_many`): up to 64 objects or 4 MiB of content a batch.
-        const BATCH_OBJECTS: usize = 64;
+        // Objects of a bare repository go to the store in batches (one blocking-pool trip each
+        // for a local store, see `ObjectStore::put_many`): up to 64 objects or 4 MiB of content
+        // a batch. Into an archive repository each object is deflated, which costs far more
+        // than the trip: one object a batch keeps the work in small units for every core (with
+        // 64 a batch the v1 commit took 1.9 s instead of 1.5 s on a loaded machine).
+        let batch_objects: usize = if mode == RepoMode::Archive { 1 } else { 64 };
         const BATCH_BYTES: u64 = 4 << 20;
         let mut batches: Vec<Vec<usize>> = Vec::new();
         let mut batch_bytes = 0u64;
         for i in missing {
             let size = if i < njobs { jobs[i].size } else { 0 };
             match batches.last_mut() {
-                Some(b) if b.len() < BATCH_OBJECTS && batch_bytes + size <= BATCH_BYTES => {
+                Some(b) if b.len() < batch_objects && batch_bytes + size <= BATCH_BYTES => {
                     b.push(i);
                     batch_bytes += size;
                 }
