@@ -178,13 +178,12 @@ fn prune_drops_cache_entries_of_deleted_objects() {
     );
     real.fsck_clean(&repo);
     co(&real, &repo, &[], "keep", &t.join("co-keep-real"));
-    assert_same_tree(
-        "ours",
-        &t.join("co-keep"),
-        "real",
-        &t.join("co-keep-real"),
-        Compare::ALL,
-    );
+    assert_like_real("ours", &t.join("co-keep"), &t.join("co-keep-real"));
+}
+
+/// The checkout `ours` (described by `what`) equals the real ostree's checkout `real`.
+fn assert_like_real(what: &str, ours: &Path, real: &Path) {
+    assert_same_tree(what, ours, "real", real, Compare::ALL);
 }
 
 /// A checkout onto another filesystem than the repository's (a tmpfs under /dev/shm for the
@@ -214,20 +213,16 @@ fn archive_checkout_onto_another_filesystem() {
         &t.join("co-real"),
     );
     co(&ours, &repo, &[], "main", &t.join("co-ours"));
-    assert_same_tree(
+    assert_like_real(
         "ours, onto another filesystem",
         &t.join("co-ours"),
-        "real",
         &t.join("co-real"),
-        Compare::ALL,
     );
     co(&ours, &repo, &[], "main", &shm.path().join("co-near"));
-    assert_same_tree(
+    assert_like_real(
         "ours, next to the repository",
         &shm.path().join("co-near"),
-        "real",
         &t.join("co-real"),
-        Compare::ALL,
     );
     real.fsck_clean(&repo);
 }
