@@ -159,9 +159,10 @@ pub fn inflate_archived(data: &[u8], max_size: u64) -> Result<Option<(FileMeta, 
     Ok(Some((meta, out)))
 }
 
-/// Open an archive object stored as a local file: one under `max_inline` bytes (and whose
-/// content is at most 16 times that) is read and inflated in one piece into
-/// [`ContentBody::Bytes`](crate::store::ContentBody::Bytes); a larger one is streamed.
+/// Open an archive object stored as a local file: one whose file and content are both at most
+/// `max_inline` bytes is read and inflated in one piece into
+/// [`ContentBody::Bytes`](crate::store::ContentBody::Bytes); a larger one is streamed (its
+/// buffers stay small and reused).
 pub fn open_archived_file(
     mut f: std::fs::File,
     max_inline: u64,
@@ -175,7 +176,7 @@ pub fn open_archived_file(
         let mut data = Vec::with_capacity(len as usize);
         f.read_to_end(&mut data)
             .map_err(|e| Error::io("reading an archive object", e))?;
-        if let Some((meta, body)) = inflate_archived(&data, max_inline.saturating_mul(16))? {
+        if let Some((meta, body)) = inflate_archived(&data, max_inline)? {
             return Ok(ContentRead {
                 meta,
                 size: body.len() as u64,
