@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: `ostree push` of a locally committed archive repo to S3 (moto on 127.0.0.1)
 # against `aws s3 sync` of the same repo directory to the same bucket, for the corpus's v1
-# and then v2 (incremental). Prints wall times and the requests each tool sent (counted in
-# moto's request log, by key prefix) and objects uploaded.
+# and then v2 (incremental). Prints wall times, the requests each tool sent (counted in
+# moto's request log, by key prefix), the CPU time moto spent serving them (from
+# /proc/PID/stat: moto is the bottleneck, and this is steadier than wall time on a shared
+# machine) and objects uploaded.
 #
 #   bench/push.sh [OURS_BIN]        (default target/release/ostree)
 # env: CORPUS (default /tmp/ostree-bench/corpus), SET (deb = v1,v2; small = small-v1,v2),
@@ -23,6 +25,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 eval "$("$HERE/.ci/moto.sh" start "$PORT" 2>/dev/null)"
 trap '"$HERE/.ci/moto.sh" stop "$PORT" >/dev/null 2>&1 || true' EXIT
 LOG=$MOTO_STATE_DIR/moto-$PORT.log
+MOTO_PID=$(<"$MOTO_STATE_DIR/moto-$PORT.pid")
 EP=http://127.0.0.1:$PORT
 DEST="s3://ostree-test/push?endpoint=$EP&region=us-east-1"
 JOBSARG=${JOBS:+--jobs=$JOBS}
@@ -30,25 +33,27 @@ JOBSARG=${JOBS:+--jobs=$JOBS}
 reqs() { grep -c -e " /ostree-test/$1/" -e "prefix=$1" "$LOG" || true; }
 puts() { grep -c "\"PUT /ostree-test/$1/" "$LOG" || true; }
 now() { date +%s.%N; }
+moto_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$MOTO_PID/stat"; }
 repo=$WORK/repo
 $REAL init --repo="$repo" --mode=archive
 step() { # VERSION TREE
-    local v=$1 tree=$2 t0 t1 r0 p0 n
+    local v=$1 tree=$2 t0 t1 r0 p0 c0 n
     $REAL commit --repo="$repo" -b main --tree=dir="$tree" -s "$v" --timestamp=2023-11-14T22:13:20Z \
         --fsync=false >/dev/null
     $REAL summary --repo="$repo" -u
     n=$(find "$repo/objects" -type f | wc -l)
-    r0=$(reqs sync) p0=$(puts sync) t0=$(now)
+    r0=$(reqs sync) p0=$(puts sync) c0=$(moto_cpu) t0=$(now)
     aws --endpoint-url "$EP" s3 sync --only-show-errors "$repo" s3://ostree-test/sync >/dev/null
     t1=$(now)
-    printf '%s\taws s3 sync\t%.2f s\t%s requests\t%s PUTs\t(repo: %s objects)\n' "$v" \
-        "$(echo "$t1 - $t0" | bc)" "$(( $(reqs sync) - r0 ))" "$(( $(puts sync) - p0 ))" "$n"
-    r0=$(reqs push) p0=$(puts push) t0=$(now)
+    printf '%s\taws s3 sync\t%.2f s\t%s requests\t%s PUTs\tmoto CPU %.2f s\t(repo: %s objects)\n' \
+        "$v" "$(echo "$t1 - $t0" | bc)" "$(( $(reqs sync) - r0 ))" "$(( $(puts sync) - p0 ))" \
+        "$(echo "$(moto_cpu) - $c0" | bc)" "$n"
+    r0=$(reqs push) p0=$(puts push) c0=$(moto_cpu) t0=$(now)
     out=$("$OURS" push --repo="$repo" $JOBSARG "$DEST" main)
     t1=$(now)
-    printf '%s\tostree push\t%.2f s\t%s requests\t%s PUTs\t(%s)\n' "$v" \
+    printf '%s\tostree push\t%.2f s\t%s requests\t%s PUTs\tmoto CPU %.2f s\t(%s)\n' "$v" \
         "$(echo "$t1 - $t0" | bc)" "$(( $(reqs push) - r0 ))" "$(( $(puts push) - p0 ))" \
-        "$(echo "$out" | tail -1)"
+        "$(echo "$(moto_cpu) - $c0" | bc)" "$(echo "$out" | tail -1)"
 }
 step v1 "$V1"
 step v2 "$V2"
