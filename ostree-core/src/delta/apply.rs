@@ -48,12 +48,153 @@ pub struct ProducedObject {
     pub key: ObjectKey,
     /// What to give to `put`.
     pub write: ObjectWrite,
+    /// The spool file a large object's content was written to (its `ContentSource::Path`):
+    /// removed when this is dropped, so it must live until the object is stored.
+    spool: Option<crate::spool::Spool>,
+}
+
+impl ProducedObject {
+    fn new(key: ObjectKey, write: ObjectWrite) -> Self {
+        ProducedObject {
+            key,
+            write,
+            spool: None,
+        }
+    }
 }
 
 /// Source of read-source objects and of "do we already have it" answers.
 pub(crate) trait PartEnv {
     fn have(&mut self, idx: usize) -> bool;
     fn source(&mut self, csum: &Checksum) -> Result<Bytes>;
+    /// Where content objects larger than [`STREAM_OBJECT_OVER`] are written as they are
+    /// produced (and verified) instead of being assembled in memory; `None`: in memory.
+    fn spool_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// Content objects larger than this are streamed into a spool file (checksummed as they are
+/// written, verified before they are stored) rather than assembled in memory, when the
+/// environment has a spool directory: applying a part whose one object is a 32 MB file then
+/// costs a few buffers, not the object twice over, while the next part's xz dictionary fills.
+pub const STREAM_OBJECT_OVER: u64 = 2 * 1024 * 1024;
+
+/// The content of the object being written.
+enum Sink {
+    /// Assembled in memory.
+    Memory(Vec<u8>),
+    /// Streamed into a spool file, checksummed (header first) as it is written.
+    Spooled {
+        spool: crate::spool::Spool,
+        file: std::fs::File,
+        hasher: crate::checksum::Hasher,
+        written: u64,
+    },
+}
+
+impl Sink {
+    /// Where to write a content object of `size` bytes, of which at most `avail` can come
+    /// from the part's payload: a spool file in `spool_dir` when it is large, else memory.
+    fn for_object(
+        spool_dir: Option<&Path>,
+        meta: &FileMeta,
+        size: u64,
+        avail: u64,
+    ) -> Result<Sink> {
+        match Self::stream_dir(spool_dir, meta, size) {
+            Some(dir) => Self::spooled(dir, meta),
+            // Output bytes all come from the payload or the source: never reserve more than
+            // those can supply.
+            None => Ok(Sink::Memory(Vec::with_capacity(
+                size.min(64 * 1024 * 1024)
+                    .min(avail.saturating_add(1 << 20)) as usize,
+            ))),
+        }
+    }
+
+    /// The directory to stream a content object of `size` bytes into, if it is streamed.
+    fn stream_dir<'a>(spool_dir: Option<&'a Path>, meta: &FileMeta, size: u64) -> Option<&'a Path> {
+        spool_dir.filter(|_| size > STREAM_OBJECT_OVER && meta.is_regular())
+    }
+
+    /// A new spool file in `dir` for a content object with `meta`.
+    fn spooled(dir: &Path, meta: &FileMeta) -> Result<Sink> {
+        let (spool, file) = crate::spool::Spool::create(dir, "deltaobj")?;
+        let mut hasher = crate::checksum::Hasher::new();
+        hasher.update(&meta.file_header());
+        Ok(Sink::Spooled {
+            spool,
+            file,
+            hasher,
+            written: 0,
+        })
+    }
+
+    /// Verify the finished object and build its write.
+    fn finish(self, key: &ObjectKey, meta: FileMeta) -> Result<ProducedObject> {
+        match self {
+            Sink::Memory(b) => finish_content(key, meta, Bytes::from(b)),
+            Sink::Spooled {
+                spool,
+                file,
+                hasher,
+                written,
+            } => {
+                drop(file);
+                finish_spooled(key, meta, spool, hasher, written)
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Sink::Memory(b) => b.len() as u64,
+            Sink::Spooled { written, .. } => *written,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Sink::Memory(b) => b.extend_from_slice(data),
+            Sink::Spooled {
+                file,
+                hasher,
+                written,
+                ..
+            } => {
+                std::io::Write::write_all(file, data)
+                    .map_err(|e| Error::io("writing a large delta object to its spool file", e))?;
+                hasher.update(data);
+                *written += data.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Append `len` bytes of the payload at `off` (bounds-checked).
+    fn append_payload(&mut self, payload: &dyn PayloadRead, off: u64, len: u64) -> Result<()> {
+        match self {
+            Sink::Memory(b) => payload.read_onto(off, len, b),
+            Sink::Spooled { .. } => {
+                let mut buf = Vec::new();
+                payload.check(off, len)?;
+                let mut done = 0u64;
+                while done < len {
+                    let n = (len - done).min(1 << 20);
+                    buf.clear();
+                    payload.read_onto(off + done, n, &mut buf)?;
+                    self.append(&buf)?;
+                    done += n;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 enum Src {
@@ -68,7 +209,7 @@ struct Open {
     key: ObjectKey,
     meta: FileMeta,
     size: u64,
-    buf: Vec<u8>,
+    buf: Sink,
     skip: bool,
 }
 
@@ -86,6 +227,18 @@ pub(crate) trait PayloadRead {
     fn len(&self) -> u64;
     /// `len` bytes at `off`, bounds-checked.
     fn read(&self, off: u64, len: u64) -> Result<Bytes>;
+    /// Append `len` bytes at `off` to `out`, bounds-checked.
+    fn read_onto(&self, off: u64, len: u64, out: &mut Vec<u8>) -> Result<()> {
+        out.extend_from_slice(&self.read(off, len)?);
+        Ok(())
+    }
+    /// Fail unless `len` bytes at `off` are within the payload.
+    fn check(&self, off: u64, len: u64) -> Result<()> {
+        off.checked_add(len)
+            .filter(|e| *e <= self.len())
+            .map(|_| ())
+            .ok_or_else(|| Error::corrupted(format!("Invalid offset/length {off}/{len}")))
+    }
 }
 
 impl PayloadRead for Bytes {
@@ -110,17 +263,20 @@ impl PayloadRead for FilePayload {
         self.len
     }
     fn read(&self, off: u64, len: u64) -> Result<Bytes> {
+        let mut buf = Vec::new();
+        self.read_onto(off, len, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+    fn read_onto(&self, off: u64, len: u64, out: &mut Vec<u8>) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        off.checked_add(len)
-            .filter(|e| *e <= self.len)
-            .ok_or_else(|| Error::corrupted(format!("Invalid offset/length {off}/{len}")))?;
+        self.check(off, len)?;
         let n = usize::try_from(len)
             .map_err(|_| Error::corrupted(format!("Invalid offset/length {off}/{len}")))?;
-        let mut buf = vec![0u8; n];
+        let at = out.len();
+        out.resize(at + n, 0);
         self.file
-            .read_exact_at(&mut buf, self.start + off)
-            .map_err(|e| Error::io("reading a spooled delta part", e))?;
-        Ok(Bytes::from(buf))
+            .read_exact_at(&mut out[at..], self.start + off)
+            .map_err(|e| Error::io("reading a spooled delta part", e))
     }
 }
 
@@ -140,6 +296,17 @@ impl<'a> From<&'a PartPayload> for PartView<'a> {
             ops: &p.ops,
             payload: &p.payload,
         }
+    }
+}
+
+/// With `OSTREE_RS_APPLY_TRACE` set, print `what` with the time since the first trace line
+/// (part decompression and execution timings, on stderr).
+fn trace(what: impl FnOnce() -> String) {
+    static T0: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    if let Some(t0) = T0.get_or_init(|| {
+        std::env::var_os("OSTREE_RS_APPLY_TRACE").map(|_| std::time::Instant::now())
+    }) {
+        eprintln!("[apply {:7.3}s] {}", t0.elapsed().as_secs_f64(), what());
     }
 }
 
@@ -321,6 +488,45 @@ fn spool_file(size: u64, spool_dir: &Path) -> Result<std::fs::File> {
     crate::spool::Spool::unlinked(spool_dir, "deltapart")
 }
 
+/// Decompress the xz stream `body` (at most `limit` bytes) into `out`, 256 KiB at a time.
+///
+/// The stream's own check (CRC64) is not computed: the part file's SHA-256 is checked against
+/// the superblock before it is decompressed, and every object it produces is verified
+/// against its checksum before it is stored, so the CRC adds nothing but ~10% of the
+/// decoding time, which is most of an application's critical path.
+fn xz_decode_into(body: impl std::io::Read, limit: u64, out: &mut std::fs::File) -> Result<u64> {
+    use std::io::{Read, Write};
+    let stream = liblzma::stream::Stream::new_stream_decoder(
+        format::XZ_MEMLIMIT,
+        liblzma::stream::IGNORE_CHECK,
+    )
+    .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
+    let mut dec = liblzma::read::XzDecoder::new_stream(body, stream).take(limit.saturating_add(1));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::corrupted(format!(
+                    "Decompressing static delta part: {e}"
+                )));
+            }
+        };
+        n += got as u64;
+        if n > limit {
+            return Err(Error::corrupted(format!(
+                "Static delta part decompresses to more than {limit} bytes"
+            )));
+        }
+        out.write_all(&buf[..got])
+            .map_err(|e| Error::io("writing a decompressed delta part", e))?;
+    }
+    Ok(n)
+}
+
 /// Decompress a part's xz stream `body` into a spool file (see [`spool_file`]); its tables
 /// and operations are read back into memory, its payload left there to be read on demand.
 fn spool_decompressed(
@@ -330,8 +536,7 @@ fn spool_decompressed(
 ) -> Result<OpenedPart> {
     let limit = format::part_size_limit(h);
     let mut file = spool_file(h.usize, spool_dir)?;
-    // The decoder hands over 256 KiB at a time: written as they come, no buffer in between.
-    let len = format::xz_decompress_to(body, limit, &mut file)?;
+    let len = xz_decode_into(body, limit, &mut file)?;
     let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut b = vec![0u8; n];
@@ -396,25 +601,45 @@ fn finish_content(key: &ObjectKey, mut meta: FileMeta, content: Bytes) -> Result
         meta.validate()?;
         let actual = content_checksum(&meta, std::io::empty())?;
         crate::content::check(ObjectType::File, &key.checksum, &actual)?;
-        return Ok(ProducedObject {
-            key: *key,
-            write: ObjectWrite::Content {
+        return Ok(ProducedObject::new(
+            *key,
+            ObjectWrite::Content {
                 meta,
                 size: 0,
                 source: ContentSource::Bytes(Bytes::new()),
             },
-        });
+        ));
     }
     meta.validate()?;
     let actual = content_checksum(&meta, &content[..])?;
     crate::content::check(ObjectType::File, &key.checksum, &actual)?;
-    Ok(ProducedObject {
-        key: *key,
-        write: ObjectWrite::Content {
+    Ok(ProducedObject::new(
+        *key,
+        ObjectWrite::Content {
             meta,
             size: content.len() as u64,
             source: ContentSource::Bytes(content),
         },
+    ))
+}
+
+/// Verify a content object written to a spool file and build the object write.
+fn finish_spooled(
+    key: &ObjectKey,
+    meta: FileMeta,
+    spool: crate::spool::Spool,
+    hasher: crate::checksum::Hasher,
+    size: u64,
+) -> Result<ProducedObject> {
+    crate::content::check(ObjectType::File, &key.checksum, &hasher.finish())?;
+    Ok(ProducedObject {
+        key: *key,
+        write: ObjectWrite::Content {
+            meta,
+            size,
+            source: ContentSource::Path(spool.path().to_path_buf()),
+        },
+        spool: Some(spool),
     })
 }
 
@@ -437,10 +662,7 @@ fn finish_meta(key: &ObjectKey, data: Bytes) -> Result<ProducedObject> {
         }
     }
     crate::content::check(key.ty, &key.checksum, &Checksum::of(&data))?;
-    Ok(ProducedObject {
-        key: *key,
-        write: ObjectWrite::Meta(data),
-    })
+    Ok(ProducedObject::new(*key, ObjectWrite::Meta(data)))
 }
 
 /// Run the operations of a part. With `stats_only`, nothing is produced or read (as
@@ -509,7 +731,15 @@ fn execute_view(
                         let off = read_varuint(ops, &mut pos)?;
                         let meta = file_meta(part, mi, xi)?;
                         if !stats_only && !env.have(index) {
-                            emit(finish_content(&key, meta, payload.read(off, size)?)?)?;
+                            payload.check(off, size)?;
+                            emit(match Sink::stream_dir(env.spool_dir(), &meta, size) {
+                                None => finish_content(&key, meta, payload.read(off, size)?)?,
+                                Some(dir) => {
+                                    let mut sink = Sink::spooled(dir, &meta)?;
+                                    sink.append_payload(payload, off, size)?;
+                                    sink.finish(&key, meta)?
+                                }
+                            })?;
                         } else if off.checked_add(size).is_none_or(|e| e > payload.len()) {
                             return Err(Error::corrupted(format!(
                                 "Invalid offset/length {off}/{size}"
@@ -536,19 +766,17 @@ fn execute_view(
                     let size = read_varuint(ops, &mut pos)?;
                     let meta = file_meta(part, mi, xi)?;
                     let skip = stats_only || env.have(index);
-                    // Output bytes all come from the payload or the source: never reserve
-                    // more than those can supply.
-                    let cap = if skip {
-                        0
+                    let buf = if skip {
+                        Sink::Memory(Vec::new())
                     } else {
-                        size.min(64 * 1024 * 1024).min(payload.len() + (1 << 20)) as usize
+                        Sink::for_object(env.spool_dir(), &meta, size, payload.len())?
                     };
                     open = Some(Open {
                         idx: index,
                         key,
                         meta,
                         size,
-                        buf: Vec::with_capacity(cap),
+                        buf,
                         skip,
                     });
                     Ok(())
@@ -562,34 +790,34 @@ fn execute_view(
                     let o = open
                         .as_mut()
                         .ok_or_else(|| Error::corrupted("no object open"))?;
-                    let data = match &source {
-                        Src::Loaded(src) => bounds(src, off, len).map_err(|_| {
-                            Error::corrupted(format!(
-                                "Unexpected EOF reading source object at {off}/{len}"
-                            ))
-                        })?,
+                    match &source {
+                        Src::Loaded(src) => {
+                            let data = bounds(src, off, len).map_err(|_| {
+                                Error::corrupted(format!(
+                                    "Unexpected EOF reading source object at {off}/{len}"
+                                ))
+                            })?;
+                            if o.skip {
+                                return Ok(());
+                            }
+                            if o.buf.len().checked_add(len).is_none_or(|n| n > o.size) {
+                                return Err(Error::corrupted("write beyond the object size"));
+                            }
+                            o.buf.append(&data)
+                        }
                         Src::Unloaded => {
                             o.skip = true;
-                            return Ok(());
+                            Ok(())
                         }
-                        Src::Unset if o.skip => {
-                            off.checked_add(len)
-                                .filter(|e| *e <= payload.len())
-                                .ok_or_else(|| {
-                                    Error::corrupted(format!("Invalid offset/length {off}/{len}"))
-                                })?;
-                            return Ok(());
+                        Src::Unset if o.skip => payload.check(off, len),
+                        Src::Unset => {
+                            payload.check(off, len)?;
+                            if o.buf.len().checked_add(len).is_none_or(|n| n > o.size) {
+                                return Err(Error::corrupted("write beyond the object size"));
+                            }
+                            o.buf.append_payload(payload, off, len)
                         }
-                        Src::Unset => payload.read(off, len)?,
-                    };
-                    if o.skip {
-                        return Ok(());
                     }
-                    if o.buf.len() as u64 + len > o.size {
-                        return Err(Error::corrupted("write beyond the object size"));
-                    }
-                    o.buf.extend_from_slice(&data);
-                    Ok(())
                 })();
                 r.map_err(|e| prefix(e, "write"))?;
             }
@@ -626,7 +854,7 @@ fn execute_view(
                         .ok_or_else(|| Error::corrupted("no object open"))?;
                     source = Src::Unset;
                     if !o.skip {
-                        if o.buf.len() as u64 != o.size {
+                        if o.buf.len() != o.size {
                             return Err(Error::corrupted(format!(
                                 "object {} has {} bytes, expected {}",
                                 o.key.checksum,
@@ -634,7 +862,7 @@ fn execute_view(
                                 o.size
                             )));
                         }
-                        emit(finish_content(&o.key, o.meta, Bytes::from(o.buf))?)?;
+                        emit(o.buf.finish(&o.key, o.meta)?)?;
                     }
                     debug_assert_eq!(o.idx, index);
                     index += 1;
@@ -671,7 +899,15 @@ fn execute_view(
                         return Err(Error::corrupted("bspatch into a partly written object"));
                     }
                     let p = payload.read(off, len)?;
-                    o.buf = bspatch::patch(src, &p, o.size)?;
+                    if o.size > 1 << 20 {
+                        trace(|| format!("bspatch {} <- {} + {}", o.size, src.len(), p.len()));
+                    }
+                    let out = bspatch::patch(src, &p, o.size)?;
+                    drop(p);
+                    match &mut o.buf {
+                        Sink::Memory(b) => *b = out,
+                        spooled => spooled.append(&out)?,
+                    }
                     Ok(())
                 })();
                 r.map_err(|e| prefix(e, "bspatch"))?;
@@ -775,9 +1011,13 @@ struct StoreEnv {
     sources: HashMap<Checksum, Bytes>,
     repo: Repo,
     rt: tokio::runtime::Handle,
+    spool_dir: PathBuf,
 }
 
 impl PartEnv for StoreEnv {
+    fn spool_dir(&self) -> Option<&Path> {
+        Some(&self.spool_dir)
+    }
     fn have(&mut self, idx: usize) -> bool {
         self.have.get(idx).copied().unwrap_or(false)
     }
@@ -983,8 +1223,13 @@ impl Repo {
             .acquire_many(decompress_cost(header.usize))
             .await
             .map_err(|e| Error::Other(format!("delta part: {e}")))?;
+        let spool_dir2 = spool_dir.clone();
         let part = tokio::task::spawn_blocking(move || {
-            open_raw_part_for_apply(raw, &h2, verify_checksum, spool_over, &spool_dir)
+            let spool_dir = spool_dir2;
+            trace(|| format!("part {} ({} B): decompressing", h2.checksum, h2.usize));
+            let r = open_raw_part_for_apply(raw, &h2, verify_checksum, spool_over, &spool_dir);
+            trace(|| format!("part {}: decompressed", h2.checksum));
+            r
         })
         .await
         .map_err(|e| Error::Other(format!("delta part: {e}")))??;
@@ -1006,6 +1251,7 @@ impl Repo {
                 sources: HashMap::new(),
                 repo,
                 rt,
+                spool_dir,
             };
             let mut emit = |o: ProducedObject| {
                 tx.blocking_send(o)
@@ -1019,7 +1265,12 @@ impl Repo {
         let mut first_err: Option<Error> = None;
         while let Some(o) = rx.recv().await {
             let store = store.clone();
-            inflight.push(async move { store.put(&o.key, o.write).await });
+            inflight.push(async move {
+                let r = store.put(&o.key, o.write).await;
+                // A spooled object's file goes only once it is stored.
+                drop(o.spool);
+                r
+            });
             written += 1;
             while inflight.len() >= 4 {
                 if let Some(Err(e)) = inflight.next().await {
@@ -1034,6 +1285,7 @@ impl Repo {
         }
         exec.await
             .map_err(|e| Error::Other(format!("delta part: {e}")))??;
+        trace(|| format!("part {}: {written} objects written", header.checksum));
         if let Some(e) = first_err {
             return Err(e);
         }
@@ -1049,6 +1301,7 @@ impl Repo {
         src: &DeltaSource,
         opts: &ApplyOptions,
     ) -> Result<ApplyReport> {
+        trace(|| "apply".into());
         let _lock = self.lock(false).await?;
         let (sb, dir) = self.read_static_delta_superblock(src).await?;
         let sb = Arc::new(sb);
@@ -1122,6 +1375,7 @@ impl Repo {
         // commit ([`ObjectStore::sync`]), so a crash never leaves the commit without its tree.
         //
         // [`ObjectStore::sync`]: crate::store::ObjectStore::sync
+        trace(|| "parts done".into());
         let ckey = ObjectKey::new(to, ObjectType::Commit);
         if !self.has_object(&ckey).await? {
             if let Some(md) = sb.detached_commitmeta() {
@@ -1135,6 +1389,7 @@ impl Repo {
             self.put_commit_object(&to, sb.commit.clone()).await?;
         }
         self.store().sync().await?;
+        trace(|| "synced".into());
         Ok(report)
     }
 }
@@ -1287,6 +1542,91 @@ mod tests {
         raw[last] ^= 1;
         let e = run(&raw, &h, 0, dir.path()).expect_err("checksum");
         assert!(e.to_string().contains("Checksum mismatch"), "{e}");
+    }
+
+    /// An environment with a spool directory: large objects are streamed there.
+    struct SpoolEnv(PathBuf);
+    impl PartEnv for SpoolEnv {
+        fn have(&mut self, _: usize) -> bool {
+            false
+        }
+        fn source(&mut self, c: &Checksum) -> Result<Bytes> {
+            Err(Error::not_found(format!("no source {c}")))
+        }
+        fn spool_dir(&self) -> Option<&Path> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn large_objects_are_streamed_to_spool_files_and_verified() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = STREAM_OBJECT_OVER as usize + 12345;
+        // `a` by open-splice-and-close, `b` by open/write/close: both large.
+        let a: Vec<u8> = (0..big as u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b: Vec<u8> = (0..big as u32 + 1).map(|i| (i * 13 % 241) as u8).collect();
+        let (raw, h) = part(&a, &b, &[]);
+        for spool_over in [0, u64::MAX] {
+            let opened = open_raw_part_for_apply(
+                RawPart::Bytes(Bytes::from(raw.clone())),
+                &h,
+                true,
+                spool_over,
+                dir.path(),
+            )
+            .expect("open");
+            let mut out = Vec::new();
+            execute_view(
+                &h.objects,
+                &opened.view(),
+                false,
+                &mut SpoolEnv(dir.path().to_path_buf()),
+                &mut |o| {
+                    out.push(o);
+                    Ok(())
+                },
+            )
+            .expect("execute");
+            assert_eq!(out.len(), 2);
+            for (o, want) in out.iter().zip([&a, &b]) {
+                let ObjectWrite::Content {
+                    source: ContentSource::Path(p),
+                    size,
+                    ..
+                } = &o.write
+                else {
+                    panic!("a spooled object expected, got {:?}", o.write);
+                };
+                assert_eq!(*size, want.len() as u64);
+                assert_eq!(&std::fs::read(p).expect("spool"), want);
+            }
+            // The spool files go with the objects.
+            drop(out);
+            assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        }
+
+        // An object whose content does not match its checksum is refused, and its spool
+        // file removed.
+        let (raw, mut h) = part(&a, &b, &[]);
+        h.objects[1] = key_of(b"something else");
+        let opened =
+            open_raw_part_for_apply(RawPart::Bytes(Bytes::from(raw)), &h, true, 0, dir.path())
+                .expect("open");
+        let mut n = 0;
+        let e = execute_view(
+            &h.objects,
+            &opened.view(),
+            false,
+            &mut SpoolEnv(dir.path().to_path_buf()),
+            &mut |_| {
+                n += 1;
+                Ok(())
+            },
+        )
+        .expect_err("corrupted");
+        assert_eq!(n, 1, "the first object is good");
+        assert!(e.to_string().contains("Corrupted"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
 
     #[test]
