@@ -44,6 +44,12 @@ const CONCURRENCY: usize = 32;
 /// Objects per bulk deletion on object storage (S3's DeleteObjects limit).
 const BULK_DELETE: usize = 1000;
 
+/// Deletion batches run at once on stores without leases (local ones).
+const DELETE_TASKS: usize = 8;
+
+/// Most objects in one deletion batch on stores without leases.
+const DELETE_BATCH: usize = 256;
+
 /// What to prune (the options of `ostree prune`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PruneOptions {
@@ -146,23 +152,22 @@ async fn traverse_trees(
         .collect();
     while !frontier.is_empty() {
         let loaded: Vec<Option<DirTree>> = futures::stream::iter(std::mem::take(&mut frontier))
+            // Concurrent reads within this task, not one task each: a local store answers
+            // `get` at once (a task per dirtree cost more in hand-offs between threads than
+            // the reads themselves), object storage overlaps its requests.
             .map(|t| {
                 let stores = stores.to_vec();
                 async move {
-                    tokio::spawn(async move {
-                        let key = ObjectKey::new(t, ObjectType::DirTree);
-                        match get_meta(&stores, &key).await? {
-                            Some(b) => DirTree::from_bytes(&b).map(Some).map_err(|e| {
-                                Error::corrupted(format!("Corrupted dirtree object {t}: {e}"))
-                            }),
-                            None if ignore_missing => Ok(None),
-                            None => Err(Error::not_found(format!(
-                                "No such metadata object {t}.dirtree"
-                            ))),
-                        }
-                    })
-                    .await
-                    .map_err(|e| Error::Other(format!("traversal task failed: {e}")))?
+                    let key = ObjectKey::new(t, ObjectType::DirTree);
+                    match get_meta(&stores, &key).await? {
+                        Some(b) => DirTree::from_bytes(&b).map(Some).map_err(|e| {
+                            Error::corrupted(format!("Corrupted dirtree object {t}: {e}"))
+                        }),
+                        None if ignore_missing => Ok(None),
+                        None => Err(Error::not_found(format!(
+                            "No such metadata object {t}.dirtree"
+                        ))),
+                    }
                 }
             })
             .buffer_unordered(CONCURRENCY)
@@ -451,31 +456,44 @@ impl Repo {
                 }
             }
         } else {
-            let sizes: Vec<u64> = futures::stream::iter(others)
-                .map(|o| {
+            // Sizes first (a local store answers at once), then deletions in batches, a few
+            // at once: a store deletes a batch in one go (the fs store: one blocking task per
+            // batch rather than a hand-off per object), batches overlap where a deletion
+            // waits (a filesystem mounted with `discard` makes `unlink` wait).
+            let listed: Vec<(ObjectKey, Option<u64>)> =
+                others.iter().map(|o| (o.key, o.size)).collect();
+            let sizes: Vec<u64> = futures::stream::iter(listed)
+                .map(|(key, size)| {
                     let store = store.clone();
                     async move {
-                        tokio::spawn(async move {
-                            let k = o.key;
-                            let size = match o.size {
-                                Some(n) => n,
-                                None => store.object_size(&k).await?,
-                            };
-                            if !no_prune {
-                                store.delete(&k).await.map_err(|e| {
-                                    Error::Other(format!("Deleting object {k}: {e}"))
-                                })?;
-                            }
-                            Ok::<u64, Error>(size)
-                        })
-                        .await
-                        .map_err(|e| Error::Other(format!("prune task failed: {e}")))?
+                        match size {
+                            Some(n) => Ok::<u64, Error>(n),
+                            None => store.object_size(&key).await,
+                        }
                     }
                 })
-                .buffer_unordered(CONCURRENCY)
+                .buffered(CONCURRENCY)
                 .try_collect()
                 .await?;
             stats.bytes_freed += sizes.iter().sum::<u64>();
+            if !no_prune {
+                let keys: Vec<ObjectKey> = others.iter().map(|o| o.key).collect();
+                let batch = keys.len().div_ceil(DELETE_TASKS).clamp(1, DELETE_BATCH);
+                let chunks: Vec<Vec<ObjectKey>> = keys.chunks(batch).map(<[_]>::to_vec).collect();
+                futures::stream::iter(chunks)
+                    .map(|chunk| {
+                        let store = store.clone();
+                        async move {
+                            store
+                                .delete_many(&chunk)
+                                .await
+                                .map_err(|e| Error::Other(format!("Deleting objects: {e}")))
+                        }
+                    })
+                    .buffer_unordered(DELETE_TASKS)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+            }
         }
 
         // Uncompressed-cache entries of deleted content objects could never be used again
