@@ -136,6 +136,103 @@ fn real_deltas_apply_with_ours(mode: &str) {
 
 crate::per_mode!(real_deltas_apply_with_ours);
 
+/// Content objects over 2 MiB are streamed through a spool file in `tmp/` rather than
+/// assembled in memory (`ostree_core::delta::apply::STREAM_OBJECT_OVER`): whole (spliced),
+/// rebuilt from the old version by the real ostree's rollsum or bsdiff operations, in archive
+/// and bare-user repositories. The result is the real commit, fsck-clean, and no spool file
+/// stays behind.
+#[test]
+fn large_objects_of_real_deltas_apply_with_ours() {
+    let Some((ours, real)) = both() else { return };
+    let tmp = scratch("delta-large-");
+    let src = tmp.path().join("src-repo");
+    real.init(&src, "archive");
+    let t = tmp.path().join("tree");
+    let big = det_bytes(7, 3_000_000);
+    write_file(&t.join("usr/lib/big.so"), &big, 0o755);
+    write_file(
+        &t.join("usr/share/data.bin"),
+        &det_bytes(8, 2_600_000),
+        0o644,
+    );
+    let c = |s: &str| {
+        real.ok(
+            &src,
+            &[
+                "commit",
+                "-b",
+                "main",
+                "-s",
+                s,
+                "--timestamp=2021-01-01T00:00:00Z",
+                path_str(&t),
+            ],
+        )
+    };
+    let v1 = c("v1");
+    let mut big2 = big.clone();
+    big2.drain(100_000..100_100);
+    big2.splice(2_000_000..2_000_000, det_bytes(9, 5000));
+    write_file(&t.join("usr/lib/big.so"), &big2, 0o755);
+    let mut data2 = det_bytes(8, 2_600_000);
+    data2.extend_from_slice(&det_bytes(10, 70_000));
+    write_file(&t.join("usr/share/data.bin"), &data2, 0o644);
+    write_file(&t.join("opt/new.bin"), &det_bytes(11, 2_200_000), 0o644);
+    let v2 = c("v2");
+    real.ok(
+        &src,
+        &["static-delta", "generate", "--empty", &format!("--to={v1}")],
+    );
+    real.ok(
+        &src,
+        &[
+            "static-delta",
+            "generate",
+            &format!("--from={v1}"),
+            &format!("--to={v2}"),
+            "--min-fallback-size=100",
+            "--max-bsdiff-size=100",
+        ],
+    );
+    let show = real.ok(&src, &["static-delta", "show", &format!("{v1}-{v2}")]);
+    assert!(show.contains("Number of fallback entries: 0"), "{show}");
+    for mode in ["archive", "bare-user"] {
+        let c0 = tmp.path().join(format!("empty-{mode}"));
+        real.init(&c0, mode);
+        ours.ok(
+            &c0,
+            &[
+                "static-delta",
+                "apply-offline",
+                path_str(&delta_dir(&real, &src, &v1)),
+            ],
+        );
+        real.fsck_clean(&c0);
+        let name = format!("{v1}-{v2}");
+        ours.ok(
+            &c0,
+            &[
+                "static-delta",
+                "apply-offline",
+                path_str(&delta_dir(&real, &src, &name)),
+            ],
+        );
+        real.fsck_clean(&c0);
+        assert_eq!(
+            real.ok(&c0, &["ls", "-R", "-C", &v2]),
+            real.ok(&src, &["ls", "-R", "-C", &v2]),
+            "the applied commit differs ({mode})"
+        );
+        let left: Vec<_> = std::fs::read_dir(c0.join("tmp"))
+            .expect("tmp")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("deltaobj"))
+            .collect();
+        assert!(left.is_empty(), "spool files left in tmp/: {left:?}");
+    }
+}
+
 #[test]
 fn our_deltas_apply_with_real() {
     let Some((ours, real)) = both() else { return };
