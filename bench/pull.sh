@@ -10,7 +10,9 @@
 #
 #   bench/pull.sh [OURS_BIN]     env: CORPUS (default /tmp/ostree-bench/corpus),
 #                                SET (deb = v1,v2 | small), WORK (default /tmp/ostree-bench/pull),
-#                                FSYNC (1 = leave fsync on; default pulls use --disable-fsync)
+#                                FSYNC (1 = leave fsync on; default pulls use --disable-fsync),
+#                                SERVER (trivial-httpd, the default | nginx: Debian's nginx,
+#                                one worker, its stock static-file settings, on 127.0.0.1)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OURS=${1:-$HERE/target/release/ostree}
@@ -29,13 +31,49 @@ c1=$($REAL commit --repo="$srv" -b main --tree=dir="$V1" -s v1 --fsync=false)
 c2=$($REAL commit --repo="$srv" -b main --tree=dir="$V2" -s v2 --fsync=false)
 $REAL static-delta generate --repo="$srv" --from="$c1" --to="$c2" >/dev/null 2>&1
 $REAL summary --repo="$srv" -u
-$HTTPD -p "$WORK/port" "$WORK" >"$WORK/httpd.log" 2>&1 &
-HPID=$!
+case ${SERVER:=trivial-httpd} in
+trivial-httpd)
+    $HTTPD -p "$WORK/port" "$WORK" >"$WORK/httpd.log" 2>&1 &
+    HPID=$!
+    for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+    PORT=$(cat "$WORK/port") ;;
+nginx)
+    # A static web server as real remotes use: Debian's nginx with its stock settings for
+    # static files (sendfile, keep-alive), one worker process, serving the same directory.
+    PORT=$((20000 + RANDOM % 20000))
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 768; }
+http {
+    sendfile on; tcp_nopush on; types_hash_max_size 2048;
+    default_type application/octet-stream;
+    access_log $WORK/nginx/access.log;
+    client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    server { listen 127.0.0.1:$PORT; root $WORK; }
+}
+NGINX
+    /usr/sbin/nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/httpd.log" 2>&1 &
+    HPID=$!
+    for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/srv/config" && break; sleep 0.1; done ;;
+*) echo "SERVER must be trivial-httpd or nginx" >&2; exit 2 ;;
+esac
 trap 'kill $HPID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
-URL=http://127.0.0.1:$(cat "$WORK/port")/srv
-echo "server: $(du -sh "$srv/objects" | cut -f1) objects, v1=$c1 v2=$c2, url $URL"
+URL=http://127.0.0.1:$PORT/srv
+echo "server: $SERVER, $(du -sh "$srv/objects" | cut -f1) objects, v1=$c1 v2=$c2, url $URL"
 
+srvcpu() { # CPU ticks (user + system) of the server and its worker processes so far
+    local t=0 p
+    for p in $HPID $(pgrep -P "$HPID" || true); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo $t
+}
 fresh() { # BIN DIR
     rm -rf "$2"
     $1 init --repo="$2" --mode=bare-user
@@ -45,12 +83,15 @@ run() { # LABEL BIN DIR ARGS...
     local label=$1 bin=$2 dir=$3; shift 3
     local who=real; [ "$bin" = "$REAL" ] || who=ours
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$bin" --repo="$dir" pull $NOFSYNC "$@" >"$WORK/out" 2>&1 \
+    local s0; s0=$(srvcpu)
+    /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$bin" --repo="$dir" pull $NOFSYNC "$@" >"$WORK/out" 2>&1 \
         || { cat "$WORK/out"; exit 1; }
-    read -r secs rss <"$WORK/time"
+    local s1; s1=$(srvcpu)
+    read -r secs rss usr sys <"$WORK/time"
     local bytes
     bytes=$(grep -o '[0-9]* [KMG]*i*B transferred' "$WORK/out" | tail -1 || true)
-    printf '%-6s %-5s %8.2fs %8d KiB  %s\n' "$label" "$who" "$secs" "$rss" "${bytes:-?}"
+    printf '%-6s %-5s %8.2fs %8d KiB  cpu %5.2fs  server cpu %5.2fs  %s\n' "$label" "$who" "$secs" \
+        "$rss" "$(echo "$usr + $sys" | bc)" "$(echo "($s1 - $s0) / $(getconf CLK_TCK)" | bc -l)" "${bytes:-?}"
     tail -1 "$WORK/out" >>"$WORK/lines"
 }
 # Every client repository gets its own directory and none is deleted during the run: on ext4
