@@ -6,7 +6,10 @@
 #   full   — main@V1, --disable-static-deltas, into an empty repo
 #   objs   — then main (V2), --disable-static-deltas (v1→v2 by objects)
 #   delta  — into a repo holding V1 (pulled untimed), main with --require-static-deltas
-# Prints wall seconds, peak RSS (KiB, /usr/bin/time) and the bytes the client reports.
+# Prints wall seconds, peak RSS (KiB, /usr/bin/time), the client's CPU time (user + system),
+# the server's CPU time during the pull, the time some task on the machine waited for a CPU
+# or for I/O during the pull (/proc/pressure "some" totals: with other work on the machine,
+# this is what moves the wall time from run to run) and the bytes the client reports.
 #
 #   bench/pull.sh [OURS_BIN]     env: CORPUS (default /tmp/ostree-bench/corpus),
 #                                SET (deb = v1,v2 | small), WORK (default /tmp/ostree-bench/pull),
@@ -74,6 +77,9 @@ srvcpu() { # CPU ticks (user + system) of the server and its worker processes so
     done
     echo $t
 }
+psi() { # microseconds some task waited for $1 (cpu, io) since boot; 0 without PSI
+    awk '/^some/ { sub("total=", "", $5); print $5 }' "/proc/pressure/$1" 2>/dev/null || echo 0
+}
 fresh() { # BIN DIR
     rm -rf "$2"
     $1 init --repo="$2" --mode=bare-user
@@ -83,15 +89,17 @@ run() { # LABEL BIN DIR ARGS...
     local label=$1 bin=$2 dir=$3; shift 3
     local who=real; [ "$bin" = "$REAL" ] || who=ours
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    local s0; s0=$(srvcpu)
+    local s0 c0 i0; s0=$(srvcpu) c0=$(psi cpu) i0=$(psi io)
     /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$bin" --repo="$dir" pull $NOFSYNC "$@" >"$WORK/out" 2>&1 \
         || { cat "$WORK/out"; exit 1; }
-    local s1; s1=$(srvcpu)
+    local s1 c1 i1; s1=$(srvcpu) c1=$(psi cpu) i1=$(psi io)
     read -r secs rss usr sys <"$WORK/time"
     local bytes
     bytes=$(grep -o '[0-9]* [KMG]*i*B transferred' "$WORK/out" | tail -1 || true)
-    printf '%-6s %-5s %8.2fs %8d KiB  cpu %5.2fs  server cpu %5.2fs  %s\n' "$label" "$who" "$secs" \
-        "$rss" "$(echo "$usr + $sys" | bc)" "$(echo "($s1 - $s0) / $(getconf CLK_TCK)" | bc -l)" "${bytes:-?}"
+    printf '%-6s %-5s %6.2fs %6d KiB  cpu %5.2fs  server cpu %5.2fs  stall cpu/io %5.2f/%4.2fs  %s\n' \
+        "$label" "$who" "$secs" "$rss" "$(echo "$usr + $sys" | bc)" \
+        "$(echo "($s1 - $s0) / $(getconf CLK_TCK)" | bc -l)" "$(echo "($c1 - $c0) / 1000000" | bc -l)" \
+        "$(echo "($i1 - $i0) / 1000000" | bc -l)" "${bytes:-?}"
     tail -1 "$WORK/out" >>"$WORK/lines"
 }
 # Every client repository gets its own directory and none is deleted during the run: on ext4
