@@ -162,14 +162,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// Writes of up to this many bytes in memory are done in place by [`FsStore`]'s `put`.
 const INLINE_PUT_MAX: usize = 64 * 1024;
 
-/// Whether `w` is in memory and at most [`INLINE_PUT_MAX`] bytes as written (an archived
-/// object only into an archive store: elsewhere it is inflated, to any size).
+/// Whether `w` is in memory, at most [`INLINE_PUT_MAX`] bytes, and written as it is: an
+/// archived object only into an archive store (elsewhere it is inflated, to any size), decoded
+/// content only into the other modes (an archive store deflates it, which is CPU work for the
+/// pool's threads).
 fn is_small_write(w: &ObjectWrite, archive: bool) -> bool {
     match w {
         ObjectWrite::Meta(b) => b.len() <= INLINE_PUT_MAX,
         ObjectWrite::Archived(b) => archive && b.len() <= INLINE_PUT_MAX,
         ObjectWrite::Content { source, .. } => {
-            matches!(source, ContentSource::Bytes(b) if b.len() <= INLINE_PUT_MAX)
+            !archive && matches!(source, ContentSource::Bytes(b) if b.len() <= INLINE_PUT_MAX)
         }
     }
 }
