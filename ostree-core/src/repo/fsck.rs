@@ -243,7 +243,9 @@ impl Repo {
         } else {
             REMOTE_PARALLELISM
         };
-        let results: Vec<(ObjectKey, Result<()>)> =
+        // Unordered: a large object does not hold back the start of the ones after it. The
+        // results are put back in key order for the report.
+        let mut results: Vec<(ObjectKey, Result<()>)> =
             futures::stream::iter(keys.into_iter().map(|k| {
                 let repo = self.clone();
                 let progress = progress.clone();
@@ -253,9 +255,10 @@ impl Repo {
                     (k, r)
                 }
             }))
-            .buffered(par)
+            .buffer_unordered(par)
             .collect()
             .await;
+        results.sort_unstable_by_key(|(k, _)| *k);
         progress.finish();
 
         let mut to_mark: Vec<Checksum> = Vec::new();
