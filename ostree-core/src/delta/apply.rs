@@ -488,45 +488,6 @@ fn spool_file(size: u64, spool_dir: &Path) -> Result<std::fs::File> {
     crate::spool::Spool::unlinked(spool_dir, "deltapart")
 }
 
-/// Decompress the xz stream `body` (at most `limit` bytes) into `out`, 256 KiB at a time.
-///
-/// The stream's own check (CRC64) is not computed: the part file's SHA-256 is checked against
-/// the superblock before it is decompressed, and every object it produces is verified
-/// against its checksum before it is stored, so the CRC adds nothing but ~10% of the
-/// decoding time, which is most of an application's critical path.
-fn xz_decode_into(body: impl std::io::Read, limit: u64, out: &mut std::fs::File) -> Result<u64> {
-    use std::io::{Read, Write};
-    let stream = liblzma::stream::Stream::new_stream_decoder(
-        format::XZ_MEMLIMIT,
-        liblzma::stream::IGNORE_CHECK,
-    )
-    .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
-    let mut dec = liblzma::read::XzDecoder::new_stream(body, stream).take(limit.saturating_add(1));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::corrupted(format!(
-                    "Decompressing static delta part: {e}"
-                )));
-            }
-        };
-        n += got as u64;
-        if n > limit {
-            return Err(Error::corrupted(format!(
-                "Static delta part decompresses to more than {limit} bytes"
-            )));
-        }
-        out.write_all(&buf[..got])
-            .map_err(|e| Error::io("writing a decompressed delta part", e))?;
-    }
-    Ok(n)
-}
-
 /// Decompress a part's xz stream `body` into a spool file (see [`spool_file`]); its tables
 /// and operations are read back into memory, its payload left there to be read on demand.
 fn spool_decompressed(
@@ -536,7 +497,10 @@ fn spool_decompressed(
 ) -> Result<OpenedPart> {
     let limit = format::part_size_limit(h);
     let mut file = spool_file(h.usize, spool_dir)?;
-    let len = xz_decode_into(body, limit, &mut file)?;
+    // The stream's own check (CRC64) is not computed: the part file's SHA-256 is checked
+    // against the superblock before it is decompressed, and every object it produces is
+    // verified before it is stored.
+    let len = format::xz_decompress_to_unchecked(body, limit, &mut file)?;
     let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut b = vec![0u8; n];

@@ -24,20 +24,7 @@ fn make_repo(real: &Ostree, dir: &Path) -> (String, String) {
     write_file(&t.join("usr/lib/libx.so.1"), &det_bytes(2, 120_000), 0o755);
     write_file(&t.join("etc/conf"), b"a=1\n", 0o600);
     std::os::unix::fs::symlink("doc.txt", t.join("usr/share/link")).expect("symlink");
-    let c = |s: &str| {
-        real.ok(
-            &repo,
-            &[
-                "commit",
-                "-b",
-                "main",
-                "-s",
-                s,
-                "--timestamp=2021-01-01T00:00:00Z",
-                path_str(&t),
-            ],
-        )
-    };
+    let c = |s: &str| commit_dated(real, &repo, &t, s);
     let v1 = c("v1");
     let mut big = det_bytes(1, 300_000);
     big.extend_from_slice(&[0u8; 40]);
@@ -66,6 +53,37 @@ fn delta_dir(o: &Ostree, repo: &Path, name: &str) -> std::path::PathBuf {
     let n = ostree_core::delta::DeltaName::parse(name).expect("delta name");
     let _ = o;
     repo.join(n.dir())
+}
+
+/// The real ostree commits `tree` on `main` of `repo` with subject `subject` and a fixed
+/// timestamp; returns the commit.
+fn commit_dated(real: &Ostree, repo: &Path, tree: &Path, subject: &str) -> String {
+    real.ok(
+        repo,
+        &[
+            "commit",
+            "-b",
+            "main",
+            "-s",
+            subject,
+            "--timestamp=2021-01-01T00:00:00Z",
+            path_str(tree),
+        ],
+    )
+}
+
+/// `o` applies the delta in `dir` to `repo` offline.
+fn apply_offline(o: &Ostree, repo: &Path, dir: &Path) {
+    o.ok(repo, &["static-delta", "apply-offline", path_str(dir)]);
+}
+
+/// The real ostree lists `rev` alike (`ls -R -C`) in `repo` and in `src`.
+fn assert_same_listing(real: &Ostree, repo: &Path, src: &Path, rev: &str, what: &str) {
+    assert_eq!(
+        real.ok(repo, &["ls", "-R", "-C", rev]),
+        real.ok(src, &["ls", "-R", "-C", rev]),
+        "{what}"
+    );
 }
 
 /// Client repo holding `v1` (pulled by the real ostree), in `mode`.
@@ -104,34 +122,16 @@ fn real_deltas_apply_with_ours(mode: &str) {
     // From scratch into an empty repo.
     let c0 = tmp.path().join(format!("empty-{mode}"));
     real.init(&c0, mode);
-    ours.ok(
-        &c0,
-        &[
-            "static-delta",
-            "apply-offline",
-            path_str(&delta_dir(&real, &src, &v1)),
-        ],
-    );
+    apply_offline(&ours, &c0, &delta_dir(&real, &src, &v1));
     real.fsck_clean(&c0);
     real.ok(&c0, &["ls", "-R", &v1]);
     // v1 → v2 (rollsum and bsdiff operations; the real ostree itself can only apply those to
     // bare repositories).
     let c = client_with_v1(&real, tmp.path(), &src, &v1, mode);
     let name = format!("{v1}-{v2}");
-    ours.ok(
-        &c,
-        &[
-            "static-delta",
-            "apply-offline",
-            path_str(&delta_dir(&real, &src, &name).join("superblock")),
-        ],
-    );
+    apply_offline(&ours, &c, &delta_dir(&real, &src, &name).join("superblock"));
     real.fsck_clean(&c);
-    assert_eq!(
-        real.ok(&c, &["ls", "-R", "-C", &v2]),
-        real.ok(&src, &["ls", "-R", "-C", &v2]),
-        "the applied commit differs"
-    );
+    assert_same_listing(&real, &c, &src, &v2, "the applied commit differs");
 }
 
 crate::per_mode!(real_deltas_apply_with_ours);
@@ -155,20 +155,7 @@ fn large_objects_of_real_deltas_apply_with_ours() {
         &det_bytes(8, 2_600_000),
         0o644,
     );
-    let c = |s: &str| {
-        real.ok(
-            &src,
-            &[
-                "commit",
-                "-b",
-                "main",
-                "-s",
-                s,
-                "--timestamp=2021-01-01T00:00:00Z",
-                path_str(&t),
-            ],
-        )
-    };
+    let c = |s: &str| commit_dated(&real, &src, &t, s);
     let v1 = c("v1");
     let mut big2 = big.clone();
     big2.drain(100_000..100_100);
@@ -199,29 +186,17 @@ fn large_objects_of_real_deltas_apply_with_ours() {
     for mode in ["archive", "bare-user"] {
         let c0 = tmp.path().join(format!("empty-{mode}"));
         real.init(&c0, mode);
-        ours.ok(
-            &c0,
-            &[
-                "static-delta",
-                "apply-offline",
-                path_str(&delta_dir(&real, &src, &v1)),
-            ],
-        );
+        apply_offline(&ours, &c0, &delta_dir(&real, &src, &v1));
         real.fsck_clean(&c0);
         let name = format!("{v1}-{v2}");
-        ours.ok(
-            &c0,
-            &[
-                "static-delta",
-                "apply-offline",
-                path_str(&delta_dir(&real, &src, &name)),
-            ],
-        );
+        apply_offline(&ours, &c0, &delta_dir(&real, &src, &name));
         real.fsck_clean(&c0);
-        assert_eq!(
-            real.ok(&c0, &["ls", "-R", "-C", &v2]),
-            real.ok(&src, &["ls", "-R", "-C", &v2]),
-            "the applied commit differs ({mode})"
+        assert_same_listing(
+            &real,
+            &c0,
+            &src,
+            &v2,
+            &format!("the applied commit differs ({mode})"),
         );
         let left: Vec<_> = std::fs::read_dir(c0.join("tmp"))
             .expect("tmp")
@@ -264,20 +239,9 @@ fn our_deltas_apply_with_real() {
         let c = tmp.path().join(format!("client-{i}"));
         real.init(&c, "bare-user");
         real.ok(&c, &["pull-local", path_str(&src), &v1]);
-        real.ok(
-            &c,
-            &[
-                "static-delta",
-                "apply-offline",
-                path_str(&delta_dir(&real, &src, &name)),
-            ],
-        );
+        apply_offline(&real, &c, &delta_dir(&real, &src, &name));
         real.fsck_clean(&c);
-        assert_eq!(
-            real.ok(&c, &["ls", "-R", "-C", &v2]),
-            real.ok(&src, &["ls", "-R", "-C", &v2]),
-            "variant {extra:?}"
-        );
+        assert_same_listing(&real, &c, &src, &v2, &format!("variant {extra:?}"));
     }
     // From scratch, several parts.
     ours.ok(
@@ -295,14 +259,7 @@ fn our_deltas_apply_with_real() {
     assert!(!show.contains("Number of parts: 1\n"), "{show}");
     let c = tmp.path().join("client-empty");
     real.init(&c, "archive");
-    real.ok(
-        &c,
-        &[
-            "static-delta",
-            "apply-offline",
-            path_str(&delta_dir(&real, &src, &v2)),
-        ],
-    );
+    apply_offline(&real, &c, &delta_dir(&real, &src, &v2));
     real.fsck_clean(&c);
     // With fallbacks the real ostree refuses offline application; ours does it when the
     // fallback objects are present, and names the missing one otherwise.
@@ -531,13 +488,10 @@ fn delta_into_a_child_of_a_parent_holding_the_objects() {
     real.init(&child, "archive");
     real.ok(&child, &["config", "set", "core.parent", path_str(&src)]);
     let name = format!("{v1}-{v2}");
-    ours.ok(
+    apply_offline(
+        &ours,
         &child,
-        &[
-            "static-delta",
-            "apply-offline",
-            path_str(&delta_dir(&real, &src, &name).join("superblock")),
-        ],
+        &delta_dir(&real, &src, &name).join("superblock"),
     );
     let stored: Vec<String> = walk(&child.join("objects"))
         .iter()
