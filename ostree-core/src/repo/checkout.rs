@@ -249,6 +249,15 @@ impl UcState {
             .insert(csum))
     }
 
+    /// Whether a file of this checkout already claimed content `csum`.
+    fn is_claimed(&self, csum: &Checksum) -> Result<bool> {
+        Ok(self
+            .claimed
+            .lock()
+            .map_err(|_| Error::Other("uncompressed cache lock poisoned".into()))?
+            .contains(csum))
+    }
+
     fn defer(&self, rel: &str, name: &str, csum: Checksum) -> Result<()> {
         Self::push(&self.deferred, rel, name, csum)
     }
@@ -843,6 +852,11 @@ impl Ctx {
             }
         }
         let csum = key.checksum;
+        // Content another file of this checkout inflated in place (so it is cacheable): linked
+        // to its entry once that is cached, without inflating it again.
+        if self.opts.overwrite == OverwriteMode::None && uc.is_claimed(&csum)? {
+            return uc.defer(rel, name, csum);
+        }
         let content = self.load(key)?;
         let m = &content.meta;
         if m.is_symlink() || content.size == 0 || m.mode & 0o400 == 0 {
