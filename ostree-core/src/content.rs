@@ -119,9 +119,9 @@ pub fn read_archived<R: Read + Send + 'static>(
 /// assert!(inflate_archived(&filez, 4).unwrap().is_none());
 /// ```
 pub fn inflate_archived(data: &[u8], max_size: u64) -> Result<Option<(FileMeta, Vec<u8>)>> {
-    use flate2::{Decompress, FlushDecompress, Status};
-    // Inflate states (a 32 KiB window and tables each) are reused across objects.
-    static STATES: crate::pool::Pool<Decompress> = crate::pool::Pool::new(8);
+    use libdeflater::{DecompressionError, Decompressor};
+    // Decompressors (their tables) are reused across objects.
+    static STATES: crate::pool::Pool<Decompressor> = crate::pool::Pool::new(8);
     let mut rest = data;
     let hdr = read_lenprefixed_header(&mut rest)?;
     let (meta, size, _) = FileMeta::parse_archive_header(&hdr)?;
@@ -136,27 +136,25 @@ pub fn inflate_archived(data: &[u8], max_size: u64) -> Result<Option<(FileMeta, 
     }
     let size = usize::try_from(size)
         .map_err(|_| Error::corrupted("archive object size does not fit in memory"))?;
-    let mut z = match STATES.take() {
-        Some(mut z) => {
-            z.reset(false);
-            z
-        }
-        None => Decompress::new(false),
-    };
-    // One byte of room past `size`: a stream with more content fills it.
-    let mut out = Vec::with_capacity(size + 1);
-    let res = z.decompress_vec(rest, &mut out, FlushDecompress::Finish);
+    let mut z = STATES.take().unwrap_or_default();
+    // One byte of room past `size`: a stream with more content fills it (or does not fit).
+    let mut out = vec![0u8; size + 1];
+    let res = z.deflate_decompress(rest, &mut out);
     STATES.give(z);
-    let status = res.map_err(|e| Error::corrupted(format!("corrupt deflate stream: {e}")))?;
-    if out.len() > size {
-        return Err(Error::corrupted(
+    match res {
+        Ok(n) if n == size => {
+            out.truncate(size);
+            Ok(Some((meta, out)))
+        }
+        Ok(n) if n < size => Err(Error::corrupted("archive object content is truncated")),
+        Ok(_) | Err(DecompressionError::InsufficientSpace) => Err(Error::corrupted(
             "archive object has more content than its header says",
-        ));
+        )),
+        // libdeflate cannot tell a stream cut short from a bad one.
+        Err(DecompressionError::BadData) => Err(Error::corrupted(
+            "corrupt deflate stream (bad or truncated archive object content)",
+        )),
     }
-    if out.len() < size || status != Status::StreamEnd {
-        return Err(Error::corrupted("archive object content is truncated"));
-    }
-    Ok(Some((meta, out)))
 }
 
 /// Open an archive object stored as a local file: one whose file and content are both at most
