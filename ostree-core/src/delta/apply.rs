@@ -1304,7 +1304,7 @@ impl Repo {
         } else {
             opts.jobs
         };
-        let mut tasks = futures::stream::iter(0..sb.parts.len())
+        let mut tasks = futures::stream::iter(part_order(&sb.parts))
             .map(|i| {
                 let sb = sb.clone();
                 let dir = dir.clone();
@@ -1356,6 +1356,20 @@ impl Repo {
         trace(|| "synced".into());
         Ok(report)
     }
+}
+
+/// The order to apply parts in: the densest in objects first (by objects per uncompressed
+/// byte), so that the parts decompressed last have the least left to execute once they are
+/// (a part holding one large file, say): decompression runs one part at a time and is the
+/// critical path; what remains of the last part's execution is not overlapped by anything.
+/// Parts are independent, so any order gives the same result.
+fn part_order(parts: &[PartHeader]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    // a.objects / a.usize > b.objects / b.usize, without division.
+    let density =
+        |i: usize, j: usize| parts[i].objects.len() as u128 * u128::from(parts[j].usize.max(1));
+    order.sort_by(|&a, &b| density(b, a).cmp(&density(a, b)));
+    order
 }
 
 #[cfg(test)]
@@ -1608,6 +1622,27 @@ mod tests {
             assert_eq!(&b, b"3456");
             assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
         }
+    }
+
+    #[test]
+    fn parts_with_few_objects_per_byte_go_last() {
+        let part = |objects: usize, usize: u64| PartHeader {
+            version: 0,
+            checksum: Checksum([0; 32]),
+            size: 0,
+            usize,
+            objects: vec![key_of(b"x"); objects],
+        };
+        // One 32 MB file; 1000 small files in 30 MB; 800 in 8 MB; 160 in 11 MB; an empty part.
+        let parts = [
+            part(1, 32 << 20),
+            part(1000, 30 << 20),
+            part(800, 8 << 20),
+            part(160, 11 << 20),
+            part(0, 0),
+        ];
+        assert_eq!(part_order(&parts), vec![2, 1, 3, 0, 4]);
+        assert!(part_order(&[]).is_empty());
     }
 
     #[test]
