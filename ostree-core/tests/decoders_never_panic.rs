@@ -3,7 +3,7 @@
 //! every decoder must return `Ok` or `Err` — never panic, never hang.
 
 use ostree_core::Checksum;
-use ostree_core::content::{archived_bytes, read_archived, verify_archived};
+use ostree_core::content::{archived_bytes, inflate_archived, read_archived, verify_archived};
 use ostree_core::gvariant::{Variant, VariantType};
 use ostree_core::keyfile::KeyFile;
 use ostree_core::objects::{
@@ -141,6 +141,9 @@ fn mutated_objects_never_panic() {
         let _ = FileMeta::parse_file_header(&data);
         let _ = FileMeta::parse_archive_header(&data);
         let _ = verify_archived(&Checksum::default(), &data);
+        if let Ok(Some((_, body))) = inflate_archived(&data, 1 << 20) {
+            assert!(body.len() <= 1 << 20);
+        }
         if let Ok((_, _, mut r)) = read_archived(std::io::Cursor::new(data.clone())) {
             let _ = std::io::copy(&mut r, &mut std::io::sink());
         }
@@ -167,6 +170,9 @@ fn deflate_bomb_is_bounded_by_header_size() {
     let hdr_len = 8 + u32::from_be_bytes([big[0], big[1], big[2], big[3]]) as usize;
     let mut forged = meta.archive_header(10);
     forged.extend_from_slice(&big[hdr_len..]);
+    // Inflated in one call (libdeflate), into no more than the header's size.
+    let e = inflate_archived(&forged, 1 << 20).unwrap_err().to_string();
+    assert!(e.contains("more content than its header says"), "{e}");
     let (_, size, mut r) = read_archived(std::io::Cursor::new(forged)).unwrap();
     assert_eq!(size, 10);
     let mut sink = Vec::new();
