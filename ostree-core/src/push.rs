@@ -53,7 +53,9 @@ use crate::repo::Repo;
 use crate::repo::refs::{parse_refspec, validate_ref_name};
 use crate::repo::remote::RemotesDir;
 use crate::sign::Signer;
-use crate::store::{ContentBody, ContentSource, ObjectWrite, OpenOptions, RefExpect, RepoMode};
+use crate::store::{
+    ContentBody, ContentSource, LockGuard, ObjectWrite, OpenOptions, RefExpect, RepoMode,
+};
 use crate::{Checksum, Error, ObjectKey, ObjectType, Result};
 
 /// Where reachability manifests live in a destination repository.
@@ -434,25 +436,30 @@ pub async fn push(
         })
         .buffer_unordered(jobs)
         .try_collect::<()>()
-        .await?;
+        .await
+        .map_err(|e| under_lease(&guard, e))?;
 
     // Detached metadata of every pushed commit (it may have been re-signed since).
-    for c in &chain {
-        let key = ObjectKey::new(*c, ObjectType::CommitMeta);
-        let ours = match local.store().get_raw(&key).await {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        match dstore.get_raw(&key).await {
-            Ok(theirs) if theirs == ours => continue,
-            Ok(_) => dstore.delete(&key).await?,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+    let commitmeta = async {
+        for c in &chain {
+            let key = ObjectKey::new(*c, ObjectType::CommitMeta);
+            let ours = match local.store().get_raw(&key).await {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            match dstore.get_raw(&key).await {
+                Ok(theirs) if theirs == ours => continue,
+                Ok(_) => dstore.delete(&key).await?,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            dstore.put(&key, ObjectWrite::Meta(ours)).await?;
+            report.commitmeta += 1;
         }
-        dstore.put(&key, ObjectWrite::Meta(ours)).await?;
-        report.commitmeta += 1;
-    }
+        Ok::<_, Error>(())
+    };
+    commitmeta.await.map_err(|e| under_lease(&guard, e))?;
     // Commits, oldest first (a store with leases refuses them once the lease is lost).
     lease::check(&guard)?;
     for c in chain.iter().rev() {
@@ -555,6 +562,16 @@ pub async fn push(
     }
     drop(guard);
     Ok(report)
+}
+
+/// The error of a step taken under `guard`: the lease's own error when it expired meanwhile.
+/// A push paused past its lease sees its requests in flight time out when it resumes, but
+/// the cause to report is the pause (and that nothing was published).
+fn under_lease(guard: &LockGuard, e: Error) -> Error {
+    match lease::check(guard) {
+        Err(expired) => expired,
+        Ok(()) => e,
+    }
 }
 
 /// Regenerate and write the destination's summary (removing a stale `summary.sig`). With

@@ -20,6 +20,14 @@
 //!
 //! Static deltas ([`delta`]) are chosen per target commit before the traversal, as ostree
 //! chooses them, and applied through a [`DeltaApplier`] ([`StaticDeltas`] by default).
+//!
+//! Runtime: a pull runs on the caller's tokio runtime (it needs the `rt`, `time` and `io`
+//! drivers; large objects go to the blocking pool). Over the network, a runtime with one
+//! worker thread is the cheapest: most of the work per object is short and done where the
+//! object arrives, and several workers spend their time waking each other (the `ostree` CLI
+//! pulls on one worker: 15% less CPU on two CPUs, bench/pull.md). From a local repository the
+//! traversal spreads its reads over a multi-thread runtime, its own one when the caller's has
+//! fewer workers than CPUs ([`engine::Engine::run`]).
 
 pub mod cache;
 pub mod delta;
