@@ -194,7 +194,8 @@ pub struct PullStats {
     pub delta_size: (u64, u64),
     /// Uncompressed bytes of every part and fallback.
     pub delta_usize: u64,
-    /// Bytes received over the network.
+    /// Bytes of objects and static deltas received over the network (as ostree counts them:
+    /// not the `summary`, its signature or `config`).
     pub bytes_transferred: u64,
     /// Uncompressed content bytes written.
     pub content_bytes_written: u64,

@@ -234,7 +234,9 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
     async fn file(&self, path: &str, max: u64) -> Result<Option<Bytes>>;
     /// True for local repositories (ostree says "imported" rather than "fetched").
     fn is_local(&self) -> bool;
-    /// Bytes moved over the network so far.
+    /// Bytes of the pull moved over the network so far: objects, delta superblocks, parts and
+    /// indexes. Like ostree's figure, it leaves out the repository's `summary`,
+    /// `summary.sig` and `config`, fetched before the pull proper.
     fn bytes_transferred(&self) -> u64 {
         0
     }
@@ -374,6 +376,7 @@ impl RemoteSource {
     ) -> Result<Option<(FetchStatus, Option<String>)>> {
         let mut attempt = 0u32;
         let what = format!("{}{}", f.base_url(), path);
+        let counted = !matches!(path, "summary" | "summary.sig" | "config");
         loop {
             let req = FetchRequest {
                 path: path.to_string(),
@@ -409,10 +412,12 @@ impl RemoteSource {
                         None => break,
                         Some(chunk) => {
                             let chunk = chunk?;
-                            self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                            if let Some(c) = &self.counters {
-                                c.bytes_transferred
-                                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            if counted {
+                                self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                                if let Some(c) = &self.counters {
+                                    c.bytes_transferred
+                                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                                }
                             }
                             if buf.len() + chunk.len() as u64 > max {
                                 return Err(Error::Corrupted(format!(

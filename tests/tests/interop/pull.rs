@@ -150,6 +150,69 @@ fn http_both_ways() {
     }
 }
 
+/// The "transferred" figure counts what ostree counts: the objects fetched, not the summary
+/// and config read first. On a repository of a few hundred bytes both print it in bytes, so
+/// the figures must be equal to the byte, and equal to the served objects' sizes.
+#[test]
+fn transferred_figure_counts_what_ostree_counts() {
+    let Some((ours, real)) = both() else { return };
+    let d = scratch("pull-transferred");
+    let tree = d.path().join("tree");
+    make_small_tree(&tree);
+    let srv = d.path().join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    make_served_repo(&real, &srv.join("real"), &tree);
+    real.ok(&srv.join("real"), &["summary", "-u"]);
+    let Some(httpd) = TrivialHttpd::start(&srv) else {
+        if ostree_tests::bins::required("ostree") {
+            panic!("ostree-trivial-httpd is missing");
+        }
+        eprintln!("skipping: ostree-trivial-httpd not installed");
+        return;
+    };
+    let objects: u64 = walk_sizes(&srv.join("real/objects"));
+    assert!(
+        objects < 1024,
+        "the served objects must fit in 1 KiB: {objects}"
+    );
+    let figure = |o: &str| {
+        o.split("; ")
+            .find(|p| p.contains(" transferred in "))
+            .and_then(|p| p.split(" transferred in ").next())
+            .map(str::to_owned)
+    };
+    let url = format!("{}/real", httpd.url);
+    let out = pull_into(
+        &ours,
+        &d.path().join("ours"),
+        "archive",
+        &url,
+        &["--depth=-1"],
+    );
+    let real_out = pull_into(
+        &real,
+        &d.path().join("real"),
+        "archive",
+        &url,
+        &["--depth=-1"],
+    );
+    assert_eq!(figure(&out), Some(format!("{objects} B")), "{out}");
+    assert_eq!(figure(&out), figure(&real_out), "{out}\n{real_out}");
+}
+
+fn walk_sizes(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let md = e.metadata().expect("metadata");
+        n += if md.is_dir() {
+            walk_sizes(&e.path())
+        } else {
+            md.len()
+        };
+    }
+    n
+}
+
 /// pull-local both ways between every mode pair that makes sense, judged by fsck + checkout.
 #[test]
 fn pull_local_both_ways() {
