@@ -299,7 +299,8 @@ cmd_test() {
     export OSTREE_RS_BIN=$OUR_OSTREE
     export OSTREE_TEST_HUGE_MB=${OSTREE_TEST_HUGE_MB:-256}   # one ~10 s test: a 256 MiB sparse-ish file
     set -o pipefail
-    cargo test --release --workspace --no-fail-fast 2>&1 | tee "$cargo_log" || failed+=("cargo test")
+    # The `ci` profile: release optimisation without LTO (see Cargo.toml).
+    cargo test --profile ci --workspace --no-fail-fast 2>&1 | tee "$cargo_log" || failed+=("cargo test")
     note "cargo test took $(elapsed "$t")"
     say "upstream conformance suite (gated on tests/conformance-expected.txt)"
     GATE_PASSED=0 GATE_FAILED=0

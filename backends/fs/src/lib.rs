@@ -37,8 +37,9 @@
 //!   filesystem without a journal, whose metadata writes are not ordered);
 //! * a handle holds at most [`FsStore::set_held_file_limit`] unnamed files (default: a quarter
 //!   of the soft `RLIMIT_NOFILE`, at most 4096). Past half of that, pending content and trees
-//!   are made durable and published early, in the same order, while other puts go on (past the
-//!   limit they wait); commits never are.
+//!   are made durable and published early, in the same order, on a thread of their own while
+//!   puts go on (past the limit they wait; a failure there is reported by the next sync);
+//!   commits never are.
 //!
 //! Symlinks of `bare`/`bare-user-only`, commits, tombstones and detached metadata (and every
 //! object when the filesystem has no `O_TMPFILE`, or unnamed files cannot be linked) are

@@ -78,6 +78,14 @@ pub(crate) struct Inner {
     pub(crate) no_reflink: AtomicBool,
     /// `copy_file_range` failed once: do not try it again.
     pub(crate) no_copy_range: AtomicBool,
+    /// This handle, for the thread that publishes pending objects early.
+    pub(crate) me: std::sync::Weak<Inner>,
+    /// An early publication runs on its own thread.
+    pub(crate) flushing: AtomicBool,
+    /// That thread (the handle waits for it when dropped).
+    pub(crate) flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What an early publication on its own thread failed with: the next `sync` reports it.
+    pub(crate) flush_error: Mutex<Option<Error>>,
 }
 
 /// This handle's staging directory `tmp/staging-<boot id>-XXXXXX/`, locked (OFD) through
@@ -123,6 +131,23 @@ pub(crate) fn staged_name(n: u64) -> HexName {
 /// The name of temporary file number `n` (refs, plain files).
 pub(crate) fn temp_name(n: u64) -> HexName {
     HexName::new(Some(b't'), n)
+}
+
+impl Drop for FsStore {
+    fn drop(&mut self) {
+        // An early publication running on its own thread holds the handle's state: wait for
+        // it, so what dropping the handle does (discarding what is not published, cleaning
+        // the staging directory) is done when this returns, as without one.
+        let running = self
+            .inner
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = running {
+            let _ = h.join();
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -503,7 +528,7 @@ impl FsStore {
             None => 86_400,
         };
         Ok(FsStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 root: path,
                 root_fd,
                 objects_fd,
@@ -526,6 +551,10 @@ impl FsStore {
                 tmp_expiry_secs,
                 no_reflink: AtomicBool::new(false),
                 no_copy_range: AtomicBool::new(false),
+                me: me.clone(),
+                flushing: AtomicBool::new(false),
+                flusher: Mutex::new(None),
+                flush_error: Mutex::new(None),
             }),
         })
     }
