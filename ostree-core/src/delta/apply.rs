@@ -1207,12 +1207,6 @@ impl Repo {
         verify_checksum: bool,
         spool_over: u64,
     ) -> Result<usize> {
-        if header.version > format::PART_VERSION {
-            return Err(Error::corrupted(format!(
-                "Delta part has too new version {}",
-                header.version
-            )));
-        }
         let have = self.has_objects(&header.objects).await?;
         self.execute_part_lacking(header, raw, have, verify_checksum, spool_over)
             .await

@@ -49,8 +49,10 @@ pub struct ExportOptions {
 
 /// libarchive's default block size.
 const BLOCK: u64 = 10240;
-/// Files up to this size are read whole ahead of the writer; larger ones stream.
-const PRELOAD_MAX: u64 = 4 * 1024 * 1024;
+/// Files up to this size are read whole ahead of the writer; larger ones stream. (4 MiB let
+/// the read-ahead window hold tens of MB: the debootstrap export's peak memory was 19–20 MiB
+/// against ostree's 17; at 1 MiB it is 14.6–16.7, as fast.)
+const PRELOAD_MAX: u64 = 1024 * 1024;
 
 /// One archive entry in order.
 #[derive(Debug)]

@@ -69,6 +69,19 @@ fn pull_into(o: &Ostree, repo: &Path, mode: &str, url: &str, extra: &[&str]) -> 
     o.ok(repo, &args)
 }
 
+/// ostree's trivial-httpd serving `root`; `None` (the test skips) when it is not installed
+/// and the real ostree is not required.
+fn httpd(root: &Path) -> Option<TrivialHttpd> {
+    let h = TrivialHttpd::start(root);
+    if h.is_none() {
+        if ostree_tests::bins::required("ostree") {
+            panic!("ostree-trivial-httpd is missing");
+        }
+        eprintln!("skipping: ostree-trivial-httpd not installed");
+    }
+    h
+}
+
 /// The real ostree pulls our archive repo (served by trivial-httpd) and we pull the real
 /// one's; both fscks pass, checkouts are equal, refs land in refs/remotes.
 #[test]
@@ -83,13 +96,7 @@ fn http_both_ways() {
     std::fs::remove_file(tree.join("second")).expect("rm");
     let head_real = make_served_repo(&real, &srv.join("real"), &tree);
     real.ok(&srv.join("real"), &["summary", "-u"]);
-    let Some(httpd) = TrivialHttpd::start(&srv) else {
-        if ostree_tests::bins::required("ostree") {
-            panic!("ostree-trivial-httpd is missing");
-        }
-        eprintln!("skipping: ostree-trivial-httpd not installed");
-        return;
-    };
+    let Some(httpd) = httpd(&srv) else { return };
     for mode in ["bare-user", "archive"] {
         // real ← ours
         let a = d.path().join(format!("real-from-ours-{mode}"));
@@ -163,13 +170,7 @@ fn transferred_figure_counts_what_ostree_counts() {
     std::fs::create_dir_all(&srv).expect("mkdir");
     make_served_repo(&real, &srv.join("real"), &tree);
     real.ok(&srv.join("real"), &["summary", "-u"]);
-    let Some(httpd) = TrivialHttpd::start(&srv) else {
-        if ostree_tests::bins::required("ostree") {
-            panic!("ostree-trivial-httpd is missing");
-        }
-        eprintln!("skipping: ostree-trivial-httpd not installed");
-        return;
-    };
+    let Some(httpd) = httpd(&srv) else { return };
     let objects: u64 = walk_sizes(&srv.join("real/objects"));
     assert!(
         objects < 1024,
