@@ -307,7 +307,8 @@ impl Inner {
         let Some(me) = self.me.upgrade() else {
             return;
         };
-        if self.flushing.swap(true, Ordering::AcqRel) {
+        let mut flusher = self.flusher.lock().unwrap_or_else(|p| p.into_inner());
+        if flusher.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         let spawned = std::thread::Builder::new()
@@ -317,11 +318,10 @@ impl Inner {
                     let mut slot = me.flush_error.lock().unwrap_or_else(|p| p.into_inner());
                     slot.get_or_insert(e);
                 }
-                me.flushing.store(false, Ordering::Release);
             });
-        match spawned {
-            Ok(h) => *self.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
-            Err(_) => self.flushing.store(false, Ordering::Release),
+        // No thread to spare: the next put past the limit publishes and waits.
+        if let Ok(h) = spawned {
+            *flusher = Some(h);
         }
     }
 

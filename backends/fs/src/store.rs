@@ -80,9 +80,8 @@ pub(crate) struct Inner {
     pub(crate) no_copy_range: AtomicBool,
     /// This handle, for the thread that publishes pending objects early.
     pub(crate) me: std::sync::Weak<Inner>,
-    /// An early publication runs on its own thread.
-    pub(crate) flushing: AtomicBool,
-    /// That thread (the handle waits for it when dropped).
+    /// The thread of the last early publication (one runs at a time; the handle waits for
+    /// it when dropped).
     pub(crate) flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What an early publication on its own thread failed with: the next `sync` reports it.
     pub(crate) flush_error: Mutex<Option<Error>>,
@@ -552,7 +551,6 @@ impl FsStore {
                 no_reflink: AtomicBool::new(false),
                 no_copy_range: AtomicBool::new(false),
                 me: me.clone(),
-                flushing: AtomicBool::new(false),
                 flusher: Mutex::new(None),
                 flush_error: Mutex::new(None),
             }),
