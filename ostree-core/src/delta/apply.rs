@@ -310,6 +310,13 @@ fn trace(what: impl FnOnce() -> String) {
     }
 }
 
+/// The calling thread's CPU time so far, in seconds (for [`trace`]: a decompression whose
+/// CPU time falls short of its wall time waited for a CPU).
+fn thread_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 /// Parts whose declared uncompressed size is larger than this are decompressed into a spool
 /// file (in the repository's `tmp/`) and their payload is read from there as operations need
 /// it, rather than held in memory whole.
@@ -536,7 +543,7 @@ fn spool_decompressed(
     // The stream's own check (CRC64) is not computed: the part file's SHA-256 is checked
     // against the superblock before it is decompressed, and every object it produces is
     // verified before it is stored.
-    let len = format::xz_decompress_to_unchecked(body, limit, &mut file)?;
+    let len = format::xz_decompress_to_unchecked(body, limit, &mut file, h.usize)?;
     let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut b = vec![0u8; n];
@@ -1242,8 +1249,10 @@ impl Repo {
         let part = tokio::task::spawn_blocking(move || {
             let spool_dir = spool_dir2;
             trace(|| format!("part {} ({} B): decompressing", h2.checksum, h2.usize));
+            let cpu0 = thread_cpu_seconds();
             let r = open_raw_part_for_apply(raw, &h2, verify_checksum, spool_over, &spool_dir);
-            trace(|| format!("part {}: decompressed", h2.checksum));
+            let cpu = thread_cpu_seconds() - cpu0;
+            trace(|| format!("part {}: decompressed, {cpu:.3} s of CPU", h2.checksum));
             r
         })
         .await

@@ -909,67 +909,33 @@ pub fn check_part(raw: &[u8], h: &PartHeader) -> Result<()> {
     Ok(())
 }
 
-/// Decompress an xz stream, failing beyond `limit` bytes of output or on trailing garbage.
+/// Decompress an xz stream, failing beyond `limit` bytes of output (bytes after the end of
+/// the stream are ignored, as ostree's decompressor ignores them).
 pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
-    let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
-        .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
-    let dec = liblzma::read::XzDecoder::new_stream(data, stream);
     let mut out = Vec::with_capacity(limit.min(64 * 1024 * 1024) as usize);
-    dec.take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| Error::corrupted(format!("Decompressing static delta part: {e}")))?;
-    if out.len() as u64 > limit {
-        return Err(Error::corrupted(format!(
-            "Static delta part decompresses to more than {limit} bytes"
-        )));
-    }
+    super::xz::decode(data, limit, &mut out, XZ_MEMLIMIT, true, 0)?;
     Ok(out)
 }
 
-/// Decompress an xz stream into `out`, failing beyond `limit` bytes of output or on trailing
-/// garbage; returns the number of bytes written. The output is never held in memory whole.
+/// Decompress an xz stream into `out`, failing beyond `limit` bytes of output (nothing past
+/// it is written); returns the number of bytes written. The output is never held in memory
+/// whole.
 pub fn xz_decompress_to<R: Read, W: Write>(data: R, limit: u64, out: &mut W) -> Result<u64> {
-    xz_decode_with(data, limit, out, 0)
+    super::xz::decode(data, limit, out, XZ_MEMLIMIT, true, 0)
 }
 
 /// [`xz_decompress_to`] without computing the stream's own check (CRC64), for data whose
 /// integrity is checked otherwise (a delta part whose SHA-256 was verified, every object it
 /// produces verified again before it is stored): the CRC costs ~10% of the decoding time.
+/// `expected` is the size the output should have (a part's declared uncompressed size): the
+/// decoder's dictionary goes on huge pages as far as that fills them (see `delta::xz`).
 pub fn xz_decompress_to_unchecked<R: Read, W: Write>(
     data: R,
     limit: u64,
     out: &mut W,
+    expected: u64,
 ) -> Result<u64> {
-    xz_decode_with(data, limit, out, liblzma::stream::IGNORE_CHECK)
-}
-
-fn xz_decode_with<R: Read, W: Write>(data: R, limit: u64, out: &mut W, flags: u32) -> Result<u64> {
-    let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, flags)
-        .map_err(|e| Error::corrupted(format!("lzma: {e}")))?;
-    let mut dec = liblzma::read::XzDecoder::new_stream(data, stream).take(limit.saturating_add(1));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::corrupted(format!(
-                    "Decompressing static delta part: {e}"
-                )));
-            }
-        };
-        n += got as u64;
-        if n > limit {
-            return Err(Error::corrupted(format!(
-                "Static delta part decompresses to more than {limit} bytes"
-            )));
-        }
-        out.write_all(&buf[..got])
-            .map_err(|e| Error::io("writing a decompressed delta part", e))?;
-    }
-    Ok(n)
+    super::xz::decode(data, limit, out, XZ_MEMLIMIT, false, expected)
 }
 
 /// Compress with xz at `preset` (CRC64 check, as ostree), using `dict_size` if given.

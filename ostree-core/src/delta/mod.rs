@@ -19,6 +19,7 @@ pub mod format;
 pub mod generate;
 pub mod rollsum;
 pub mod sais;
+mod xz;
 
 use std::collections::BTreeMap;
 
