@@ -910,7 +910,7 @@ pub fn check_part(raw: &[u8], h: &PartHeader) -> Result<()> {
 }
 
 /// Decompress an xz stream, failing beyond `limit` bytes of output (bytes after the end of
-/// the stream are ignored, as ostree's decompressor ignores them).
+/// the stream are ignored).
 pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(limit.min(64 * 1024 * 1024) as usize);
     super::xz::decode(data, limit, &mut out, XZ_MEMLIMIT, true, 0)?;
