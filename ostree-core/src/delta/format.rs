@@ -913,7 +913,7 @@ pub fn check_part(raw: &[u8], h: &PartHeader) -> Result<()> {
 /// the stream are ignored).
 pub fn xz_decompress(data: &[u8], limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(limit.min(64 * 1024 * 1024) as usize);
-    super::xz::decode(data, limit, &mut out, XZ_MEMLIMIT, true, 0)?;
+    xz_decompress_to(data, limit, &mut out)?;
     Ok(out)
 }
 

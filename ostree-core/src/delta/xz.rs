@@ -121,11 +121,9 @@ unsafe extern "C" fn free(_opaque: *mut c_void, ptr: *mut c_void) {
     }
 }
 
-/// A liblzma stream decoder with its allocator, ended when dropped. Boxed: the stream
-/// points to the allocator, and the allocator to `expected`.
-struct Stream(Box<StreamInner>);
-
-struct StreamInner {
+/// A liblzma stream decoder with its allocator, ended when dropped. Always boxed: the
+/// stream points to the allocator, and the allocator to `expected`.
+struct Stream {
     strm: sys::lzma_stream,
     allocator: sys::lzma_allocator,
     /// How many bytes the stream is expected to decode (its dictionary fills up to this).
@@ -133,8 +131,8 @@ struct StreamInner {
 }
 
 impl Stream {
-    fn decoder(memlimit: u64, flags: u32, expected: u64) -> Result<Stream> {
-        let mut s = Stream(Box::new(StreamInner {
+    fn decoder(memlimit: u64, flags: u32, expected: u64) -> Result<Box<Stream>> {
+        let mut s = Box::new(Stream {
             // SAFETY: LZMA_STREAM_INIT is all zeros (null pointers, zero counters).
             strm: unsafe { std::mem::zeroed::<sys::lzma_stream>() },
             allocator: sys::lzma_allocator {
@@ -143,12 +141,11 @@ impl Stream {
                 opaque: std::ptr::null_mut(),
             },
             expected: usize::try_from(expected).unwrap_or(usize::MAX),
-        }));
-        let inner = &mut *s.0;
-        inner.allocator.opaque = (&raw mut inner.expected).cast();
-        inner.strm.allocator = &raw const inner.allocator;
+        });
+        s.allocator.opaque = (&raw mut s.expected).cast();
+        s.strm.allocator = &raw const s.allocator;
         // SAFETY: a zeroed stream with an allocator that lives as long as it (same box).
-        let ret = unsafe { sys::lzma_stream_decoder(&mut inner.strm, memlimit, flags) };
+        let ret = unsafe { sys::lzma_stream_decoder(&mut s.strm, memlimit, flags) };
         if ret != sys::LZMA_OK {
             return Err(Error::Other(format!("lzma: {}", describe(ret))));
         }
@@ -159,7 +156,7 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: the stream was initialised (or is still all zeros, which lzma_end accepts).
-        unsafe { sys::lzma_end(&mut self.0.strm) }
+        unsafe { sys::lzma_end(&mut self.strm) }
     }
 }
 
@@ -209,7 +206,7 @@ pub(crate) fn decode<R: Read, W: Write>(
             in_pos = 0;
             eof = in_len == 0;
         }
-        let st = &mut s.0.strm;
+        let st = &mut s.strm;
         st.next_in = inbuf[in_pos..in_len].as_ptr();
         st.avail_in = in_len - in_pos;
         st.next_out = outbuf.as_mut_ptr();
@@ -247,14 +244,22 @@ mod tests {
         enc.finish().unwrap()
     }
 
+    /// A deterministic xorshift sequence.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     fn sample(n: usize) -> Vec<u8> {
         // Compressible but not trivial: repeats at long distances as well as short ones.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let block: Vec<u8> = (0..64 * 1024)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = next();
                 b"ostree content "[(x % 15) as usize] ^ ((x >> 32) as u8 & 1)
             })
             .collect();
@@ -335,13 +340,8 @@ mod tests {
         // Preset 8, so every decoder maps a 32 MiB dictionary on huge pages.
         let data = sample(200_000);
         let packed = xz(&data, 8);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as usize
-        };
+        let mut rng = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng() as usize;
         let mut out = Vec::new();
         for i in 0..300 {
             let mut m = packed.clone();
